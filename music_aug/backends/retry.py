@@ -83,6 +83,9 @@ def classify(error: BaseException) -> RequestFailure:
     import openai
 
     if isinstance(error, openai.APITimeoutError | asyncio.TimeoutError):
+        dropped = _dropped_connection(error)
+        if dropped is not None:
+            return RequestFailure(f"connection_error: {_short(dropped)}", transient=True)
         return RequestFailure("timeout", transient=True)
     if isinstance(error, openai.APIConnectionError):
         return RequestFailure(f"connection_error: {_short(error.__cause__ or error)}", True)
@@ -96,37 +99,77 @@ def classify(error: BaseException) -> RequestFailure:
     return RequestFailure(f"error: {type(error).__name__}: {_short(error)}", transient=False)
 
 
-class _Wait(tenacity.wait.wait_base):
-    """Wait what the server asked for, else exponential backoff with jitter."""
+def _dropped_connection(error: BaseException) -> BaseException | None:
+    """The aiohttp connection error behind a 'timeout' that was not one, else ``None``.
 
-    def __init__(self, initial: float, maximum: float) -> None:
+    openai's aiohttp transport maps every ``aiohttp.ClientConnectionError`` (a server that
+    closed the connection, a reset) to ``httpx.ConnectTimeout``; the cause chain keeps the
+    original, so the failure is reported as the dropped connection it was.
+    """
+    try:
+        import aiohttp
+    except ImportError:
+        return None
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+_JITTER = random.Random()  # jitter only spreads load; it never changes results
+
+
+def wait_seconds(
+    failure: BaseException | None, attempt_number: int, *, initial: float, maximum: float
+) -> float:
+    """Seconds to wait after failed attempt ``attempt_number`` (1-based).
+
+    What the server asked for (``Retry-After``) if it did, else ``initial x 2^(n-1)`` capped
+    at ``maximum``, plus up to ``initial`` of jitter.
+    """
+    if isinstance(failure, RequestFailure) and failure.retry_after is not None:
+        return failure.retry_after
+    backoff = min(maximum, initial * 2.0 ** max(0, attempt_number - 1))
+    return backoff + _JITTER.uniform(0, initial)
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Tenacity adapter of ``wait_seconds``; ``offset`` counts attempts made before it."""
+
+    def __init__(self, initial: float, maximum: float, offset: int = 0) -> None:
         self.initial = initial
         self.maximum = maximum
-        self._jitter = random.Random()  # jitter only spreads load; it never changes results
+        self.offset = offset
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        if isinstance(error, RequestFailure) and error.retry_after is not None:
-            return error.retry_after
-        exponent = max(0, retry_state.attempt_number - 1)
-        backoff = min(self.maximum, self.initial * 2.0**exponent)
-        return backoff + self._jitter.uniform(0, self.initial)
+        attempt = retry_state.attempt_number + self.offset
+        return wait_seconds(error, attempt, initial=self.initial, maximum=self.maximum)
 
 
 def _is_transient(error: BaseException) -> bool:
     return isinstance(error, RequestFailure) and error.transient
 
 
-def retrying(max_retries: int, *, initial: float = 0.5, maximum: float = 20.0) -> Any:
+def retrying(
+    max_retries: int, *, initial: float = 0.5, maximum: float = 20.0, attempts_made: int = 0
+) -> Any:
     """A ``tenacity.AsyncRetrying`` that retries transient ``RequestFailure`` s.
 
     The attempt function must raise ``RequestFailure`` (use ``classify``); after
-    ``max_retries`` retries the last failure is re-raised.
+    ``max_retries`` retries the last failure is re-raised. ``attempts_made`` continues a
+    request whose first attempts ran outside tenacity (the caller has already waited
+    ``wait_seconds`` after the last of them): the attempt budget and the backoff exponent
+    carry on from there.
     """
     return tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(max_retries + 1),
-        wait=_Wait(initial, maximum),
+        stop=tenacity.stop_after_attempt(max_retries + 1 - attempts_made),
+        wait=_Wait(initial, maximum, offset=attempts_made),
         retry=tenacity.retry_if_exception(_is_transient),
         reraise=True,
     )
