@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Optional stage 4: a tiny multi-turn Best-of-N with the three seed-0 reward models as
 # selectors, SmolLM2-135M as policy, user simulator and (few-shot) judge. Prompts are
-# MT-Bench-extended rows the eval pairs did not use (rows 52+). Resumable: the request cache
+# MT-Bench-extended rows the eval pairs do not use (rows 72-79; generate.sh makes eval pairs
+# from rows 0-71). Resumable: the request cache
 # lives in the output folder.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -9,7 +10,7 @@ WORK="${WORK:-$HERE/work}"
 PROMPTS="${PROMPTS:-4}"
 N="${N:-4}"
 SEED="${SEED:-0}"
-tail -n +53 "$WORK/data/mt_bench_eval_src.jsonl" > "$WORK/data/bon_prompts.jsonl"
+tail -n +73 "$WORK/data/mt_bench_eval_src.jsonl" > "$WORK/data/bon_prompts.jsonl"
 music-aug eval bon --policy-backend llamacpp --prompts "$WORK/data/bon_prompts.jsonl" \
   --max-prompts "$PROMPTS" --n "$N" --turns 2 --max-tokens 48 \
   --selectors "base=$WORK/models/base_s$SEED,music=$WORK/models/music_s$SEED,last=$WORK/models/last_s$SEED" \

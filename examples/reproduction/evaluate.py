@@ -12,9 +12,11 @@ For each finished model in ``work/models/<name>_s<seed>/`` (a ``DONE`` marker wr
 skipping outputs that already exist. From the per-pair rewards it adds what the CLI report
 does not have: 95% bootstrap intervals inside each bucket and PAIRED bootstrap intervals of
 the accuracy difference between models of the same seed (music - base, last - base,
-music - last) on the same pairs. Everything lands in ``results/pairs_accuracy.json`` and a
-Markdown table ``results/pairs_accuracy.md``; ``--plot`` also draws
-``docs/images/reproduction_accuracy.png``.
+music - last) on the same pairs. With several training seeds it also pools them: each
+pair's outcome averaged over the seeds of a model, accuracy and paired differences of
+those averages with pair-bootstrap intervals, and the per-seed range. Everything lands in
+``results/pairs_accuracy.json`` and a Markdown table ``results/pairs_accuracy.md``;
+``--plot`` also draws ``docs/images/reproduction_accuracy.png``.
 
 Does NOT run Best-of-N (see ``bon.sh``).
 """
@@ -167,7 +169,47 @@ def summarise(work: Path, models: list[str], sets: dict[str, Path]) -> dict[str,
                     summary["paired_differences"][f"{a}-{b} s{seed} {set_name}"] = _paired_diff(
                         outcomes[ka], outcomes[kb]
                     )
+    summary["seed_pooled"] = _pooled(outcomes, sets)
     return summary
+
+
+def _pooled(outcomes: dict[tuple[str, str], list[float]], sets: dict[str, Path]) -> dict[str, Any]:
+    """Per model kind: outcomes averaged over its seeds; accuracy and paired differences.
+
+    Only seeds finished for every kind are pooled, so all kinds average the same seeds.
+    """
+    kinds = ("base", "music", "last")
+    pooled: dict[str, Any] = {"seeds": [], "accuracy": {}, "paired_differences": {}}
+    for set_name in sets:
+        seeds = sorted(
+            {m.rsplit("_s", 1)[1] for m, s in outcomes if s == set_name},
+            key=int,
+        )
+        seeds = [x for x in seeds if all((f"{k}_s{x}", set_name) in outcomes for k in kinds)]
+        if len(seeds) < 2:
+            continue
+        pooled["seeds"] = seeds
+        means: dict[str, list[float]] = {}
+        for kind in kinds:
+            runs = [outcomes[(f"{kind}_s{x}", set_name)] for x in seeds]
+            means[kind] = [sum(col) / len(col) for col in zip(*runs, strict=True)]
+            per_seed = [round(sum(r) / len(r), 4) for r in runs]
+            pooled["accuracy"][f"{kind} {set_name}"] = {
+                "n": len(means[kind]),
+                "accuracy": round(sum(means[kind]) / len(means[kind]), 4),
+                "ci95": _ci(means[kind]),
+                "per_seed": per_seed,
+            }
+        for a, b in (("music", "base"), ("last", "base"), ("music", "last")):
+            diff = _paired_diff(means[a], means[b])
+            runs_a = [outcomes[(f"{a}_s{x}", set_name)] for x in seeds]
+            runs_b = [outcomes[(f"{b}_s{x}", set_name)] for x in seeds]
+            diff["per_seed"] = [
+                round((sum(ra) - sum(rb)) / len(ra), 4)
+                for ra, rb in zip(runs_a, runs_b, strict=True)
+            ]
+            pooled["paired_differences"][f"{a}-{b} {set_name}"] = diff
+    return pooled
 
 
 def run_record(work: Path, models: list[str]) -> dict[str, Any]:
@@ -231,34 +273,75 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {d['n']} | {d['diff']:+.3f} | [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |"
         )
+    pooled = summary.get("seed_pooled") or {}
+    if pooled.get("accuracy"):
+        seeds = ", ".join(pooled["seeds"])
+        lines += [
+            "",
+            f"Pooled over seeds {seeds} (each pair's outcome averaged over the seeds):",
+            "",
+            "| model, set | n | accuracy | 95% CI | per seed |",
+            "|---|---|---|---|---|",
+        ]
+        for name, item in pooled["accuracy"].items():
+            lo, hi = item["ci95"]
+            per_seed = ", ".join(f"{v:.3f}" for v in item["per_seed"])
+            lines.append(
+                f"| {name} | {item['n']} | {item['accuracy']:.3f} | [{lo:.3f}, {hi:.3f}] | "
+                f"{per_seed} |"
+            )
+        lines += ["", "| paired difference | n | diff | 95% paired CI | per seed |"]
+        lines.append("|---|---|---|---|---|")
+        for name, d in pooled["paired_differences"].items():
+            per_seed = ", ".join(f"{v:+.3f}" for v in d["per_seed"])
+            lines.append(
+                f"| {name} | {d['n']} | {d['diff']:+.3f} | "
+                f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] | {per_seed} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    """Bar chart: accuracy with 95% CI per model on each evaluation set."""
+    """Bar chart per evaluation set: accuracy with 95% CI per model kind.
+
+    With pooled seeds the bar is the seed-pooled accuracy and dots mark each seed;
+    otherwise one bar per trained model.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(summary["models"])
-    set_names = [s for s in SETS if s in summary["models"][models[0]]]
-    fig, axes = plt.subplots(1, len(set_names), figsize=(4.5 * len(set_names), 3.6), squeeze=False)
-    for ax, set_name in zip(axes[0], set_names, strict=True):
-        acc = [summary["models"][m][set_name]["accuracy"] for m in models]
-        lo = [
-            a - summary["models"][m][set_name]["ci95"][0] for a, m in zip(acc, models, strict=True)
-        ]
-        hi = [
-            summary["models"][m][set_name]["ci95"][1] - a for a, m in zip(acc, models, strict=True)
-        ]
-        ax.bar(range(len(models)), acc, yerr=[lo, hi], capsize=4, color="#7a9cc6")
+    pooled = (summary.get("seed_pooled") or {}).get("accuracy") or {}
+    if pooled:
+        rows = {
+            set_name: {k.split(" ")[0]: v for k, v in pooled.items() if k.endswith(set_name)}
+            for set_name in SETS
+        }
+        seeds = summary["seed_pooled"]["seeds"]
+        ylabel = f"pairwise accuracy, seeds {', '.join(seeds)} pooled (95% CI)"
+    else:
+        rows = {
+            set_name: {m: e[set_name] for m, e in summary["models"].items() if set_name in e}
+            for set_name in SETS
+        }
+        ylabel = "pairwise accuracy (95% bootstrap CI)"
+    rows = {k: v for k, v in rows.items() if v}
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.6), squeeze=False)
+    for ax, (set_name, items) in zip(axes[0], rows.items(), strict=True):
+        names = list(items)
+        acc = [items[m]["accuracy"] for m in names]
+        lo = [a - items[m]["ci95"][0] for a, m in zip(acc, names, strict=True)]
+        hi = [items[m]["ci95"][1] - a for a, m in zip(acc, names, strict=True)]
+        ax.bar(range(len(names)), acc, yerr=[lo, hi], capsize=4, color="#7a9cc6")
+        for i, m in enumerate(names):
+            dots = items[m].get("per_seed", [])
+            ax.plot([i] * len(dots), dots, "o", color="#1f3b63", ms=3)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
-        n = summary["models"][models[0]][set_name]["n"]
-        ax.set_title(f"{set_name} (n={n})")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_title(f"{set_name} (n={items[names[0]]['n']})")
         ax.set_ylim(0.0, 1.0)
-    axes[0][0].set_ylabel("pairwise accuracy (95% bootstrap CI)")
+    axes[0][0].set_ylabel(ylabel)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
