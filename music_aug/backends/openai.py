@@ -345,11 +345,11 @@ def _resolve_transport(choice: str) -> str:
         return choice
     try:
         import aiohttp  # noqa: F401
-        from openai import DefaultAioHttpClient  # noqa: F401  (openai >= 1.80)
+        from openai import DefaultAioHttpClient  # noqa: F401  (openai >= 1.86)
     except ImportError as error:
         if choice == "aiohttp":
             raise ConfigError(
-                "http_transport='aiohttp' needs openai >= 1.80 with its aiohttp extra: "
+                "http_transport='aiohttp' needs openai >= 1.86 with its aiohttp extra: "
                 "`pip install 'openai[aiohttp]'` (or pass http_transport='httpx')"
             ) from error
         return "httpx"
