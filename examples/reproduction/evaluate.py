@@ -42,6 +42,7 @@ from music_aug.evaluation.stats import bootstrap_ci
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SETS = ("hh_dev", "mtb_eval")
+UNTRAINED = "untrained"  # the starting checkpoint, scored as it is (--untrained PATH)
 N_RESAMPLES = 2000
 
 
@@ -160,11 +161,13 @@ def summarise(work: Path, models: list[str], sets: dict[str, Path]) -> dict[str,
             if item:
                 entry[set_name] = item
         summary["models"][model] = entry
-    seeds = sorted({m.rsplit("_s", 1)[1] for m in models})
+    seeds = sorted({m.rsplit("_s", 1)[1] for m in models if m != UNTRAINED})
     for seed in seeds:
-        for a, b in (("music", "base"), ("last", "base"), ("music", "last")):
+        for a, b in (("music", "base"), ("last", "base"), ("music", "last"), ("base", UNTRAINED)):
             for set_name in sets:
                 ka, kb = (f"{a}_s{seed}", set_name), (f"{b}_s{seed}", set_name)
+                if b == UNTRAINED:  # the starting checkpoint has no seed
+                    kb = (UNTRAINED, set_name)
                 if ka in outcomes and kb in outcomes:
                     summary["paired_differences"][f"{a}-{b} s{seed} {set_name}"] = _paired_diff(
                         outcomes[ka], outcomes[kb]
@@ -182,7 +185,7 @@ def _pooled(outcomes: dict[tuple[str, str], list[float]], sets: dict[str, Path])
     pooled: dict[str, Any] = {"seeds": [], "accuracy": {}, "paired_differences": {}}
     for set_name in sets:
         seeds = sorted(
-            {m.rsplit("_s", 1)[1] for m, s in outcomes if s == set_name},
+            {m.rsplit("_s", 1)[1] for m, s in outcomes if s == set_name and m != UNTRAINED},
             key=int,
         )
         seeds = [x for x in seeds if all((f"{k}_s{x}", set_name) in outcomes for k in kinds)]
@@ -200,10 +203,25 @@ def _pooled(outcomes: dict[tuple[str, str], list[float]], sets: dict[str, Path])
                 "ci95": _ci(means[kind]),
                 "per_seed": per_seed,
             }
-        for a, b in (("music", "base"), ("last", "base"), ("music", "last")):
+        start = outcomes.get((UNTRAINED, set_name))
+        if start is not None:
+            means[UNTRAINED] = start
+            pooled["accuracy"][f"{UNTRAINED} {set_name}"] = {
+                "n": len(start),
+                "accuracy": round(sum(start) / len(start), 4),
+                "ci95": _ci(start),
+                "per_seed": [],
+            }
+        for a, b in (("music", "base"), ("last", "base"), ("music", "last"), ("base", UNTRAINED)):
+            if b not in means:
+                continue
             diff = _paired_diff(means[a], means[b])
             runs_a = [outcomes[(f"{a}_s{x}", set_name)] for x in seeds]
-            runs_b = [outcomes[(f"{b}_s{x}", set_name)] for x in seeds]
+            runs_b = (
+                [means[b]] * len(seeds)
+                if b == UNTRAINED
+                else [outcomes[(f"{b}_s{x}", set_name)] for x in seeds]
+            )
             diff["per_seed"] = [
                 round((sum(ra) - sum(rb)) / len(ra), 4)
                 for ra, rb in zip(runs_a, runs_b, strict=True)
@@ -235,7 +253,7 @@ def run_record(work: Path, models: list[str]) -> dict[str, Any]:
     sizes = work / "train_sets" / "sizes.json"
     if sizes.exists():
         record["train_sets"] = json.loads(sizes.read_text())
-    for model in models:
+    for model in (m for m in models if m != UNTRAINED):
         metrics = json.loads((work / "models" / model / "metrics.json").read_text())
         keep = ("train_runtime", "train_loss", "train_real_tokens", "epoch")
         record["training"][model] = {
@@ -319,7 +337,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             for set_name in SETS
         }
         seeds = summary["seed_pooled"]["seeds"]
-        ylabel = f"pairwise accuracy, seeds {', '.join(seeds)} pooled (95% CI)"
+        ylabel = f"accuracy, seeds {','.join(seeds)} pooled (95% CI)"
     else:
         rows = {
             set_name: {m: e[set_name] for m, e in summary["models"].items() if set_name in e}
@@ -336,7 +354,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         ax.bar(range(len(names)), acc, yerr=[lo, hi], capsize=4, color="#7a9cc6")
         for i, m in enumerate(names):
             dots = items[m].get("per_seed", [])
-            ax.plot([i] * len(dots), dots, "o", color="#1f3b63", ms=3)
+            ax.plot([i] * len(dots), dots, "o", color="#d9822b", ms=4)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_title(f"{set_name} (n={items[names[0]]['n']})")
@@ -362,6 +380,12 @@ def main() -> int:
         help="skip `music-aug eval pairs` (one scoring pass instead of two); accuracy and "
         "its interval then come from the `music-aug score` rewards, same rule and bootstrap",
     )
+    parser.add_argument(
+        "--untrained",
+        default=None,
+        help="also evaluate this checkpoint (the training start, e.g. work/base_model_L8) as "
+        f"'{UNTRAINED}' and report base - {UNTRAINED}: what training changed",
+    )
     parser.add_argument("--music-aug", default="music-aug")
     args = parser.parse_args()
 
@@ -373,8 +397,12 @@ def main() -> int:
         models = sorted(p.parent.name for p in (work / "models").glob("*/DONE"))
     (work / "eval").mkdir(exist_ok=True)
     (work / "scores").mkdir(exist_ok=True)
+    model_dirs = {m: str(work / "models" / m) for m in models}
+    if args.untrained:
+        models.append(UNTRAINED)
+        model_dirs[UNTRAINED] = args.untrained
     for model in models:
-        model_dir = str(work / "models" / model)
+        model_dir = model_dirs[model]
         for set_name, path in sets.items():
             tag = _tag(model, set_name, path)
             if args.sets and set_name not in args.sets.split(","):
