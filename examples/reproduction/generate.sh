@@ -16,8 +16,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="${WORK:-$HERE/work}"
 MUSIC_AUG="${MUSIC_AUG:-music-aug}"
 SHARD_ROWS="${SHARD_ROWS:-4}"          # source rows per shard
-TRAIN_SHARDS="${TRAIN_SHARDS:-32}"     # rounds of D_MUSIC/D_last shards (32 x 4 = 128 rows = D)
-EVAL_SHARDS="${EVAL_SHARDS:-20}"       # MT-Bench shards (20 x 4 = 80 conversations)
+TRAIN_SHARDS="${TRAIN_SHARDS:-40}"     # rounds of D_MUSIC/D_last shards (40 x 4 = 160 rows = D)
+EVAL_SHARDS="${EVAL_SHARDS:-18}"       # MT-Bench shards (18 x 4 = rows 0-71; bon.sh uses 72-79)
 MAX_TURNS="${MAX_TURNS:-2}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-48}"
 BRANCH="${BRANCH:-first}"

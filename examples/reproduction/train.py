@@ -115,18 +115,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(HERE / "work"))
     parser.add_argument("--models", default=",".join(MODELS), help="comma list of base,music,last")
-    parser.add_argument("--seeds", default="0", help="comma list of training seeds")
+    parser.add_argument("--seeds", default="0,1,2", help="comma list of training seeds")
     parser.add_argument("--shards", type=int, default=None, help="use only the first N shards")
     parser.add_argument("--no-rebuild", action="store_true", help="reuse existing train_sets/")
     parser.add_argument(
-        "--train-rows", type=int, default=128, help="D = the first N rows of hh_train.jsonl"
+        "--train-rows", type=int, default=160, help="D = the first N rows of hh_train.jsonl"
     )
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument(
-        "--layers", type=int, default=4, help="keep the first N decoder layers (0: all 30)"
+        "--layers", type=int, default=8, help="keep the first N decoder layers (0: all 30)"
     )
     parser.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
     parser.add_argument("--music-aug", default="music-aug")
