@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SETS = ("hh_dev", "mtb_eval")
 UNTRAINED = "untrained"  # the starting checkpoint, scored as it is (--untrained PATH)
+COMPARISONS = (("music", "base"), ("last", "base"), ("music", "last"), ("base", UNTRAINED))
 N_RESAMPLES = 2000
 
 
@@ -96,6 +97,15 @@ def _ci(values: list[float]) -> list[float]:
     return [round(v, 4) for v in bootstrap_ci(values, n_resamples=N_RESAMPLES, seed=0)]
 
 
+def _accuracy(outcomes: list[float]) -> dict[str, Any]:
+    """Size, mean outcome (accuracy, ties count half) and its bootstrap 95% interval."""
+    return {
+        "n": len(outcomes),
+        "accuracy": round(sum(outcomes) / len(outcomes), 4),
+        "ci95": _ci(outcomes),
+    }
+
+
 def _paired_diff(a: list[float], b: list[float], seed: int = 0) -> dict[str, Any]:
     """Mean of a - b with a paired percentile-bootstrap 95% interval (same pairs)."""
     diffs = [x - y for x, y in zip(a, b, strict=True)]
@@ -116,10 +126,7 @@ def _bucketed(records: list[dict], outcomes: list[float]) -> dict[str, Any]:
         groups: dict[str, list[float]] = {}
         for pair, outcome in zip(pairs, outcomes, strict=True):
             groups.setdefault(key(pair), []).append(outcome)
-        result[name] = {
-            k: {"n": len(v), "accuracy": round(sum(v) / len(v), 4), "ci95": _ci(v)}
-            for k, v in sorted(groups.items())
-        }
+        result[name] = {k: _accuracy(v) for k, v in sorted(groups.items())}
     return result
 
 
@@ -146,11 +153,7 @@ def summarise(work: Path, models: list[str], sets: dict[str, Path]) -> dict[str,
             if scored_path.exists():
                 outs = _outcomes(_read(scored_path))
                 outcomes[(model, set_name)] = outs
-                from_scores = {
-                    "n": len(outs),
-                    "accuracy": round(sum(outs) / len(outs), 4),
-                    "ci95": _ci(outs),
-                }
+                from_scores = _accuracy(outs)
                 if item:
                     item["score_accuracy_matches"] = (
                         abs(from_scores["accuracy"] - item["accuracy"]) < 1e-3
@@ -163,7 +166,7 @@ def summarise(work: Path, models: list[str], sets: dict[str, Path]) -> dict[str,
         summary["models"][model] = entry
     seeds = sorted({m.rsplit("_s", 1)[1] for m in models if m != UNTRAINED})
     for seed in seeds:
-        for a, b in (("music", "base"), ("last", "base"), ("music", "last"), ("base", UNTRAINED)):
+        for a, b in COMPARISONS:
             for set_name in sets:
                 ka, kb = (f"{a}_s{seed}", set_name), (f"{b}_s{seed}", set_name)
                 if b == UNTRAINED:  # the starting checkpoint has no seed
@@ -198,21 +201,14 @@ def _pooled(outcomes: dict[tuple[str, str], list[float]], sets: dict[str, Path])
             means[kind] = [sum(col) / len(col) for col in zip(*runs, strict=True)]
             per_seed = [round(sum(r) / len(r), 4) for r in runs]
             pooled["accuracy"][f"{kind} {set_name}"] = {
-                "n": len(means[kind]),
-                "accuracy": round(sum(means[kind]) / len(means[kind]), 4),
-                "ci95": _ci(means[kind]),
+                **_accuracy(means[kind]),
                 "per_seed": per_seed,
             }
         start = outcomes.get((UNTRAINED, set_name))
         if start is not None:
             means[UNTRAINED] = start
-            pooled["accuracy"][f"{UNTRAINED} {set_name}"] = {
-                "n": len(start),
-                "accuracy": round(sum(start) / len(start), 4),
-                "ci95": _ci(start),
-                "per_seed": [],
-            }
-        for a, b in (("music", "base"), ("last", "base"), ("music", "last"), ("base", UNTRAINED)):
+            pooled["accuracy"][f"{UNTRAINED} {set_name}"] = {**_accuracy(start), "per_seed": []}
+        for a, b in COMPARISONS:
             if b not in means:
                 continue
             diff = _paired_diff(means[a], means[b])
