@@ -27,18 +27,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from music_aug.backends.base import Backend, ChatRequest, ChatResult
+from music_aug.batches import OUTPUT_COLUMNS, is_batch, read_batch, read_example, write_batch
 from music_aug.branches import Branch, PairJob, StepFailure, derive_seed
 from music_aug.config import MusicConfig
 from music_aug.errors import AugmentationError, ConfigError, MusicAugError, UserInputError
-from music_aug.pairs import PairBuilder, PairInvariantError, output_table
+from music_aug.pairs import PairBuilder, PairInvariantError
 from music_aug.perturb import InstructionPerturber
 from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.summary import RunSummary
 
 __all__ = ["OUTPUT_COLUMNS", "MusicAugmenter", "RunSummary"]
-
-OUTPUT_COLUMNS = ("chosen", "rejected", "music_metadata")
 
 
 class MusicAugmenter:
@@ -140,18 +139,16 @@ class MusicAugmenter:
         return dataset.map(self, **kwargs)
 
     # ------------------------------------------------------------------ public entry points
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """``dataset.map(augmenter, batched=True, remove_columns=...)``; one example works too."""
+    def __call__(self, batch: Any) -> Any:
+        """``dataset.map(augmenter, batched=True, remove_columns=...)``; one example works too.
+
+        Batches of any engine (``datasets``, Ray Data's pyarrow / pandas / numpy formats, a
+        dict of lists) are read by ``music_aug.batches``; a plain dict of lists gets a dict
+        of lists back, every other batch type a typed ``pyarrow.Table``.
+        """
         if _is_batch(batch):
-            names = list(batch)
-            size = len(batch[names[0]]) if names else 0
-            records = [{name: batch[name][k] for name in names} for k in range(size)]
-            rows = self.augment_records(records)
-            columns = {name: [r[name] for r in rows] for name in OUTPUT_COLUMNS}
-            if type(batch).__module__.startswith("datasets."):
-                return output_table(columns)
-            return columns
-        rows = self.augment_records([dict(batch)])
+            return write_batch(self.augment_records(read_batch(batch)), like=batch)
+        rows = self.augment_records([read_example(batch)])
         if len(rows) != 1:
             raise ConfigError(
                 f"a per-example call produced {len(rows)} rows; with pairs_per_conversation > 1 "
@@ -376,11 +373,6 @@ class MusicAugmenter:
             self.summary.usage[key] = self.summary.usage.get(key, 0) + value
 
 
-def _is_batch(batch: Mapping[str, Any]) -> bool:
-    """A batched ``map`` call has a list per column, and message lists nest one level deeper."""
-    if not batch:
-        return False
-    values = list(batch.values())
-    if not all(isinstance(v, list) for v in values):
-        return False
-    return not any(v and isinstance(v[0], Mapping) for v in values)
+def _is_batch(batch: Any) -> bool:
+    """Many rows or one example; see ``music_aug.batches.is_batch`` (raises on other types)."""
+    return is_batch(batch)

@@ -2,13 +2,16 @@
 
 Counts rows in, pairs out, failures by reason (failed and skipped rows alike), the
 perturbation validity rate, token usage, backend calls and wall time. The augmenter keeps
-one per process (``num_proc > 1`` workers each count their own share). This module does
-no I/O.
+one per process (``num_proc > 1`` workers and Ray actors each count their own share);
+``merge`` adds such shares up and ``from_dict`` reads back what ``to_dict`` wrote. This
+module does no I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 __all__ = ["RunSummary"]
@@ -43,6 +46,30 @@ class RunSummary:
         data = asdict(self)
         data["validity_rate"] = self.validity_rate
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+        """The summary ``to_dict`` wrote (derived keys such as ``validity_rate`` ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: copy.deepcopy(v) for k, v in data.items() if k in names})
+
+    def merge(self, other: RunSummary) -> RunSummary:
+        """A new summary with every counter of ``self`` and ``other`` added up.
+
+        ``wall_time_s`` adds up too (busy time of the parts, not the elapsed time of a
+        parallel run; a caller that timed the whole run replaces it).
+        """
+        merged = RunSummary()
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                total = dict(mine)
+                for key, value in theirs.items():
+                    total[key] = total.get(key, 0) + value
+                setattr(merged, f.name, total)
+            else:
+                setattr(merged, f.name, mine + theirs)
+        return merged
 
     def format(self) -> str:
         """A few human-readable lines."""

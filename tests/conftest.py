@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,15 @@ def hh_records(shared_data: Path) -> list[dict[str, Any]]:
 def mt_bench_records(shared_data: Path) -> list[dict[str, Any]]:
     """The 80 MT-Bench conversations extended to five turns (OpenAI messages)."""
     return read_jsonl(MT_BENCH_FILE)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A real local Ray (2 CPUs) for one test module, shut down after it (~10 s to start)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -11,16 +11,24 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "vllm", "llama_cpp", "matplotlib")
+HEAVY = ("torch", "transformers", "vllm", "llama_cpp", "matplotlib", "ray")
 
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, music_aug, music_aug.backends, music_aug.formats, music_aug.cli;"
+        "import sys, music_aug, music_aug.backends, music_aug.formats, music_aug.cli,"
+        " music_aug.batches, music_aug.cli.augment;"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import music_aug pulled in: {out.stdout.strip()}"
+
+
+def test_ray_module_without_ray_names_the_extra() -> None:
+    code = "import sys; sys.modules['ray'] = None; import music_aug.ray"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "MissingDependencyError" in out.stderr and "music-aug[ray]" in out.stderr
 
 
 def test_public_names() -> None:

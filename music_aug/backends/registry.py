@@ -17,7 +17,7 @@ from typing import Any
 from music_aug.backends.base import Backend
 from music_aug.errors import ConfigError
 
-__all__ = ["BACKEND_KINDS", "DEFAULT_BACKEND", "create_backend"]
+__all__ = ["BACKEND_KINDS", "DEFAULT_BACKEND", "check_backend", "create_backend"]
 
 DEFAULT_BACKEND = "llamacpp"
 BACKEND_KINDS = ("llamacpp", "openai", "vllm", "fake")
@@ -74,6 +74,47 @@ def _reject(kind: str, **given: object) -> None:
             raise ConfigError(f"the {kind} backend does not take {name}= (got {value!r})")
 
 
+def _resolve(
+    kind: str,
+    model: str | None,
+    base_url: str | None,
+    concurrency: int | None,
+    options: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """The backend class and its keyword arguments; raises what ``create_backend`` raises."""
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        raise ConfigError(
+            f"unknown backend kind {kind!r}; choose one of {', '.join(BACKEND_KINDS)}"
+        )
+    cls, kwargs = factory(model, base_url, concurrency)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"the {kind} backend does not take option(s) {unknown}; it accepts "
+            f"{sorted(accepted - set(kwargs))}"
+        )
+    return cls, kwargs
+
+
+def check_backend(
+    kind: str = DEFAULT_BACKEND,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    concurrency: int | None = None,
+    cache: str | None = None,
+    **options: Any,
+) -> None:
+    """Raise the ``ConfigError`` that ``create_backend`` would raise, without building it.
+
+    For code that builds the backend elsewhere (a Ray actor, a worker process) and wants a
+    wrong kind, a missing model or an unknown option reported before any work starts.
+    """
+    _resolve(kind, model, base_url, concurrency, options)
+
+
 def create_backend(
     kind: str = DEFAULT_BACKEND,
     *,
@@ -99,19 +140,7 @@ def create_backend(
     Raises:
         ConfigError: unknown kind, missing model, or an option the backend does not take.
     """
-    factory = _FACTORIES.get(kind)
-    if factory is None:
-        raise ConfigError(
-            f"unknown backend kind {kind!r}; choose one of {', '.join(BACKEND_KINDS)}"
-        )
-    cls, kwargs = factory(model, base_url, concurrency)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"the {kind} backend does not take option(s) {unknown}; it accepts "
-            f"{sorted(accepted - set(kwargs))}"
-        )
+    cls, kwargs = _resolve(kind, model, base_url, concurrency, options)
     backend: Backend = cls(**kwargs, **options)
     if cache:
         from music_aug.backends.cache import CachedBackend

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from music_aug.cli.ray_augment import add_ray_arguments, run_ray
 from music_aug.errors import ConfigError, UserInputError
 
 __all__ = ["format_pair", "read_rows", "register"]
@@ -29,7 +30,9 @@ def register(subparsers: Any) -> None:
         description="Run MUSIC (multi-step instruction contrast) over INPUT and write pairs.",
     )
     parser.add_argument("input", help="local .jsonl/.json(.gz)/.parquet file or a hub dataset name")
-    parser.add_argument("-o", "--output", required=True, help="output file (.jsonl or .parquet)")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output file (.jsonl or .parquet); --ray: a folder"
+    )
     parser.add_argument("--format", default="auto", help="input format (default: auto-detect)")
     parser.add_argument("--split", default="train", help="split of a hub dataset (default: train)")
     parser.add_argument(
@@ -66,6 +69,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--contrast-template", help="package template name or .jinja path")
     parser.add_argument("--user-template", help="package template name or .jinja path")
     parser.add_argument("--summary-json", help="also write the run summary as JSON here")
+    add_ray_arguments(parser)
     parser.set_defaults(handler=run_augment)
 
     show = subparsers.add_parser(
@@ -197,6 +201,8 @@ def run_augment(args: argparse.Namespace) -> int:
     config = MusicConfig(**options)
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
+    if args.ray is not None:  # issue 12: the same run on Ray Data
+        return run_ray(args, config)
     rows = read_rows(args.input, split=args.split)
     if args.limit is not None:
         rows = rows[: args.limit]
