@@ -89,6 +89,7 @@ def test_write_batch_types(rows: list[dict[str, Any]]) -> None:
     out = MusicAugmenter(MusicConfig(max_turns=2), EchoBackend()).augment_records(rows)
     assert isinstance(write_batch(out, like=_as("dict", rows)), dict)
     for kind in ("numpy", "pandas", "arrow"):
-        assert write_batch(out, like=_as(kind, rows)).to_pylist() == write_batch(
-            out, like=_as("arrow", rows)
-        ).to_pylist()
+        assert (
+            write_batch(out, like=_as(kind, rows)).to_pylist()
+            == write_batch(out, like=_as("arrow", rows)).to_pylist()
+        )
