@@ -1,19 +1,19 @@
-"""``MusicAugmenter``: the ``datasets.map`` callable that runs MUSIC with a wave scheduler.
+"""``MusicAugmenter``: the ``datasets.map`` callable that runs MUSIC, event-driven.
 
 For each source row the augmenter plans pairs (``TurnSelector``), then grows two branches
-per pair. Chosen: the assistant simulator answers the conversation as it stands. Rejected:
-at each contrast turn t the perturber rewrites u_t into u'_t, the assistant answers the
-history followed by u'_t, and the branch RECORDS u_t with that answer. After each answer,
-a branch gets its next user turn (simulated, or replayed from the source). ``PairBuilder``
+per pair, step by step (``PairStepper``: contrast, answer, next user turn). ``PairBuilder``
 checks and emits the pair.
 
-Wave scheduling: all branches of all rows in a batch advance together; every wave is ONE
-``backend.generate`` call holding each branch's next request, so calls per batch are
-bounded by the number of steps (times ``max_attempts`` for retries), not the batch size.
+Scheduling (``scheduler.run``): every branch sends its next request the moment its last
+result arrives, so up to the backend's capacity requests stay in flight across all rows;
+rows are admitted as others finish and leave in input order. Inside one ``augment_records``
+call (one ``datasets.map`` batch) all rows run at once; ``iter_augment`` streams any number
+of rows through a bounded window. A backend with only ``generate(list)`` gets every ready
+request in one call, so its calls per batch stay bounded by the number of steps.
 
 Randomness: each row gets ``random.Random`` seeded by the config seed and the row's content
 hash; every request carries a sampling seed derived from it, so a row gives the same pair
-under shuffling, sharding and ``num_proc > 1``.
+under shuffling, sharding, ``num_proc > 1`` and any completion order.
 
 This module does not read or write files (see ``music_aug.cli.augment``).
 """
@@ -23,18 +23,21 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, cast
 
+from music_aug import scheduler
 from music_aug.backends.base import Backend, ChatRequest, ChatResult
+from music_aug.backends.stream import open_stream
 from music_aug.batches import OUTPUT_COLUMNS, is_batch, read_batch, read_example, write_batch
-from music_aug.branches import Branch, PairJob, StepFailure, derive_seed
+from music_aug.branches import PairJob, StepFailure
 from music_aug.config import MusicConfig
-from music_aug.errors import AugmentationError, ConfigError, MusicAugError, UserInputError
+from music_aug.errors import AugmentationError, ConfigError, UserInputError
 from music_aug.pairs import PairBuilder, PairInvariantError
 from music_aug.perturb import InstructionPerturber
 from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
+from music_aug.steps import PairStepper
 from music_aug.summary import RunSummary
 
 __all__ = ["OUTPUT_COLUMNS", "MusicAugmenter", "RunSummary"]
@@ -86,6 +89,7 @@ class MusicAugmenter:
             version=self.version,
         )
         self.summary = RunSummary()
+        self.stepper = PairStepper(config, self.perturber, self.user, self.assistant, self.summary)
         self._rows_seen = 0
 
     # ------------------------------------------------------------------ pickling / caching
@@ -157,26 +161,73 @@ class MusicAugmenter:
         return rows[0]
 
     def augment_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Augment a list of rows (any format the adapters read); returns output rows."""
-        started = time.perf_counter()
-        outputs: list[list[dict[str, Any]]] = [[] for _ in records]
-        jobs: list[PairJob] = []
-        for k, record in enumerate(records):
-            row = self._rows_seen + k
-            try:
-                jobs.extend(self._plan(record, row))
-            except UserInputError as error:
-                if self.config.on_error == "raise":
-                    raise
-                self._fail_row(outputs[k], record, row, type(error).__name__, str(error))
-        self.summary.rows_in += len(records)
-        first_row = self._rows_seen
-        self._rows_seen += len(records)
-        self._run_waves(jobs)
-        for job in jobs:
-            outputs[job.row - first_row].extend(self._finish(job))
-        self.summary.wall_time_s += time.perf_counter() - started
+        """Augment a list of rows (any format the adapters read), all at once; output rows.
+
+        Every row is planned before the first request (so ``on_error="raise"`` on a bad row
+        sends nothing) and all rows are in flight together, as in one ``datasets.map`` batch.
+        """
+        window = scheduler.Window()  # everything at once
+        outputs = self._augment(records, window=window, eager=True)
         return [row for group in outputs for row in group]
+
+    def iter_augment(
+        self, records: Iterable[Any], *, batch_size: int = 16
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Stream rows through MUSIC; yield each input row's output rows, in input order.
+
+        Each yielded list is one input row's result: one pair (``pairs_per_conversation``
+        pairs), one marked failure, or nothing (``on_error="skip"``). Rows enter as others
+        finish: a backend with a stream (``OpenAIBackend``, ``VLLMBackend``, a cached one of
+        those) keeps about its capacity of requests in flight and ``batch_size`` is not a
+        limit; a backend with only ``generate(list)`` gets ``batch_size`` rows per call.
+
+        Args:
+            records: rows in any format the adapters read; consumed lazily.
+            batch_size: rows in flight for a batch-only backend.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        return self._augment(records, batch_size=batch_size)
+
+    def _augment(
+        self,
+        records: Iterable[Any],
+        *,
+        window: scheduler.Window | None = None,
+        batch_size: int = 16,
+        eager: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        stream = open_stream(self.backend)
+        if window is None:
+            window = scheduler.Window.for_stream(stream, batch_size)
+        rows = [self._admit(record) for record in records] if eager else None
+        return self._drive(rows if rows is not None else map(self._admit, records), stream,
+                           window)  # fmt: skip
+
+    def _drive(
+        self, rows: Iterable[_Row], stream: Any, window: scheduler.Window
+    ) -> Iterator[list[dict[str, Any]]]:
+        started = time.perf_counter()
+        calls = stream.calls
+        try:
+            for work in scheduler.run(rows, stream, window):
+                yield work.planned + [row for job in work.jobs for row in self._finish(job)]
+        finally:
+            self.summary.backend_calls += stream.calls - calls
+            self.summary.wall_time_s += time.perf_counter() - started
+
+    def _admit(self, record: Any) -> _Row:
+        row = self._rows_seen
+        self._rows_seen += 1
+        self.summary.rows_in += 1
+        try:
+            return _Row(row, self._plan(record, row), [], self)
+        except UserInputError as error:
+            if self.config.on_error == "raise":
+                raise
+            planned: list[dict[str, Any]] = []
+            self._fail_row(planned, record, row, type(error).__name__, str(error))
+            return _Row(row, [], planned, self)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, record: Any, row: int) -> list[PairJob]:
@@ -201,122 +252,22 @@ class MusicAugmenter:
         source_id = str(record_id) if record_id is not None else content[:16]
         return [PairJob(row, source, source_id, s, rng.getrandbits(31)) for s in selections]
 
-    # ------------------------------------------------------------------ the wave loop
-    def _run_waves(self, jobs: list[PairJob]) -> None:
-        active = [job for job in jobs]
-        while active:
-            wave: list[tuple[PairJob, Branch, ChatRequest]] = []
-            for job in active:
-                for branch in job.branches:
-                    request = self._next_request(job, branch) if job.error is None else None
-                    if request is not None:
-                        wave.append((job, branch, request))
-            if not wave:
-                break
-            results = self.backend.generate([request for _, _, request in wave])
-            self.summary.backend_calls += 1
-            if len(results) != len(wave):
-                raise MusicAugError(
-                    f"backend {self.builder.backend!r} returned {len(results)} results for "
-                    f"{len(wave)} requests; a Backend must return one result per request"
-                )
-            for (job, branch, _), result in zip(wave, results, strict=True):
-                job.usage["prompt_tokens"] += result.usage.prompt_tokens
-                job.usage["completion_tokens"] += result.usage.completion_tokens
-                job.usage["requests"] += 1
-                try:
-                    self._receive(job, branch, result)
-                except StepFailure as failure:
-                    job.error = failure
-                    if self.config.on_error == "raise":
-                        raise AugmentationError(
-                            str(failure), row=job.row, reason=failure.reason
-                        ) from None
-            active = [job for job in active if job.error is None and any(
-                branch.phase != "done" for branch in job.branches
-            )]  # fmt: skip
-
-    def _next_request(self, job: PairJob, branch: Branch) -> ChatRequest | None:
-        selection = job.selection
-        while True:
-            phase = branch.phase
-            if phase == "done":
-                return None
-            turn = branch.turn
-            seed = derive_seed(job.seed, branch.side, turn, phase, branch.attempts)
-            if phase == "user":
-                turn += 1
-                if turn >= selection.num_turns:
-                    branch.phase = "done"
-                    return None
-                if self.config.user_turns == "replay" and turn < job.source.num_turns:
-                    self._add_user(job, branch, job.source.turns[turn].user)
-                    continue
-                return self.user.request(branch.messages, seed=seed)
-            if phase == "perturb":
-                history = branch.messages[:-1]
-                instruction = branch.messages[-1]["content"]
-                return self.perturber.request(
-                    history, instruction, seed=seed, attempt=branch.attempts
-                )
-            messages = branch.messages
-            if branch.contrast is not None:
-                messages = [*messages[:-1], {"role": "user", "content": branch.contrast}]
-            return self.assistant.request(messages, seed=seed)
-
-    def _add_user(self, job: PairJob, branch: Branch, text: str) -> None:
-        branch.messages.append({"role": "user", "content": text})
-        branch.turn += 1
-        contrast = branch.side == "rejected" and branch.turn in job.selection.contrast_turns
-        branch.phase = "perturb" if contrast else "answer"
-        branch.attempts = 0
-        branch.contrast = None
-
-    def _retry(self, branch: Branch, reason: str, message: str) -> None:
-        branch.attempts += 1
-        if branch.attempts >= self.config.max_attempts:
-            raise StepFailure(reason, f"turn {branch.turn} ({branch.side}): {message} after "
-                           f"{branch.attempts} attempt(s)")  # fmt: skip
-
-    def _receive(self, job: PairJob, branch: Branch, result: ChatResult) -> None:
-        if not result.ok:
-            raise StepFailure(
-                "backend_error", f"turn {branch.turn} ({branch.side}): {result.error}"
-            )
-        if branch.phase == "user":
-            text = self.user.parse(result)
-            if text is None:
-                self._retry(branch, "user_simulation_invalid", "no usable next user turn")
-            else:
-                self._add_user(job, branch, text)
-        elif branch.phase == "perturb":
-            self.summary.perturbation_attempts += 1
-            instruction = branch.messages[-1]["content"]
-            history = branch.messages[:-1]
-            text = self.perturber.parse(result)
-            why = self.perturber.validate(text, instruction, history)
-            if why is not None:
-                self.summary.invalid_perturbations[why] = (
-                    self.summary.invalid_perturbations.get(why, 0) + 1
-                )
-                self._retry(branch, "perturbation_invalid", f"no valid contrast instruction "
-                            f"(last output rejected as {why!r})")  # fmt: skip
-                return
-            self.summary.perturbation_valid += 1
-            job.originals.append(instruction)
-            job.contrasts.append(text)
-            branch.contrast = text
-            branch.phase = "answer"
-            branch.attempts = 0
-        else:
-            answer = self.assistant.parse(result)
-            if answer is None:
-                self._retry(branch, "empty_answer", "the assistant returned no text")
-                return
-            branch.messages.append({"role": "assistant", "content": answer})
-            branch.phase = "user"
-            branch.attempts = 0
-            branch.contrast = None
+    def _receive(self, job: PairJob, side: int, result: ChatResult) -> None:
+        branch = job.branches[side]
+        usage = result.usage
+        job.record(branch, usage.prompt_tokens, usage.completion_tokens)
+        self._add_usage(
+            {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+             "requests": 1}
+        )  # fmt: skip
+        try:
+            self.stepper.receive(job, branch, result)
+        except StepFailure as failure:
+            job.fail(branch, failure)
+            if self.config.on_error == "raise":
+                raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
+        finally:
+            job.mark_contrasts(branch)
 
     # ------------------------------------------------------------------ emitting
     def _finish(self, job: PairJob) -> list[dict[str, Any]]:
@@ -328,9 +279,8 @@ class MusicAugmenter:
             "original_instructions": job.originals,
             "contrast_instructions": job.contrasts,
             "seed": job.seed,
-            "usage": job.usage,
+            "usage": job.usage(),
         }
-        self._add_usage(job.usage)
         failure = job.error
         if failure is None:
             chosen, rejected = job.branches
@@ -347,8 +297,10 @@ class MusicAugmenter:
             else:
                 self.summary.pairs_out += 1
                 return [row]
-        common["contrast_turns"] = list(selection.contrast_turns[: len(job.contrasts)])
-        common["original_instructions"] = job.originals[: len(job.contrasts)]
+        kept = job.reported_contrasts()
+        common["contrast_turns"] = list(selection.contrast_turns[:kept])
+        common["original_instructions"] = job.originals[:kept]
+        common["contrast_instructions"] = job.contrasts[:kept]
         return self._failed(job.source.to_messages(), failure.reason, str(failure), common)
 
     def _fail_row(
@@ -371,6 +323,40 @@ class MusicAugmenter:
     def _add_usage(self, usage: Mapping[str, int]) -> None:
         for key, value in usage.items():
             self.summary.usage[key] = self.summary.usage.get(key, 0) + value
+
+
+class _Row:
+    """One input row as the scheduler sees it: its pairs' branches, requests and results."""
+
+    __slots__ = ("augmenter", "jobs", "planned", "row")
+
+    def __init__(
+        self, row: int, jobs: list[PairJob], planned: list[dict[str, Any]], augmenter: Any
+    ) -> None:
+        self.row = row
+        self.jobs = jobs
+        self.planned = planned  # output rows known at planning time (a failed row)
+        self.augmenter = augmenter
+
+    def ready(self) -> list[tuple[object, ChatRequest]]:
+        stepper = self.augmenter.stepper
+        wanted: list[tuple[object, ChatRequest]] = []
+        for j, job in enumerate(self.jobs):
+            for side, branch in enumerate(job.branches):
+                if job.may_send(branch):
+                    request = stepper.next_request(job, branch)
+                    if request is not None:
+                        branch.sent = True
+                        wanted.append(((j, side), request))
+        return wanted
+
+    def receive(self, handle: object, result: ChatResult) -> None:
+        index, side = cast("tuple[int, int]", handle)
+        self.augmenter._receive(self.jobs[index], side, result)
+
+    @property
+    def finished(self) -> bool:
+        return all(job.settled for job in self.jobs)
 
 
 def _is_batch(batch: Any) -> bool:

@@ -1,9 +1,19 @@
-"""Per-pair state of the augmenter's wave scheduler: two branches and their next step.
+"""Per-pair state of the augmenter: two branches, what each has done, and when the pair ends.
 
 A ``PairJob`` holds one pair's plan (``Selection``), its two ``Branch`` objects (chosen and
 rejected: messages so far, the phase that needs a model call next, retry attempts) and
-its provenance counters. ``derive_seed`` gives every request a reproducible sampling seed.
-This module makes no requests and holds no policy; ``augmenter.py`` drives it.
+what each branch has spent. ``derive_seed`` gives every request a reproducible sampling
+seed.
+
+Branches advance independently (the scheduler sends a branch's next request as soon as its
+last result is in), so when one branch fails the other may be ahead of it or behind it.
+To keep a failed row's record independent of that timing, a failure at a branch's k-th
+result stops the pair at step k of BOTH branches: the other branch finishes its first k
+requests (no more are sent once it is there), and the failed row reports what the first k
+steps of each branch spent. The earliest failing step wins; at a tie, the rejected
+branch's failure is reported (the lock-step schedule of earlier versions did the same, so
+output files are unchanged). This module makes no requests and holds no policy;
+``steps.py`` decides what a result means and ``augmenter.py`` drives both.
 """
 
 from __future__ import annotations
@@ -31,9 +41,12 @@ class StepFailure(Exception):
 
 
 class Branch:
-    """One side of a pair: its messages so far and what it needs next."""
+    """One side of a pair: its messages so far, what it needs next, what it has spent."""
 
-    __slots__ = ("attempts", "contrast", "messages", "phase", "side", "turn")
+    __slots__ = (
+        "attempts", "contrast", "contrasts_after", "failure", "messages", "phase", "sent", "side",
+        "turn", "usage",
+    )  # fmt: skip
 
     def __init__(self, side: str, messages: list[dict[str, str]], phase: str, turn: int) -> None:
         # Branch messages are plain dicts built from a validated source and parsed,
@@ -44,14 +57,24 @@ class Branch:
         self.turn = turn  # index of the branch's last user message
         self.attempts = 0
         self.contrast: str | None = None
+        self.sent = False  # a request of this branch is in flight
+        self.failure: StepFailure | None = None
+        # per result received, in order: (prompt_tokens, completion_tokens), and how many
+        # contrast instructions the pair had after it
+        self.usage: list[tuple[int, int]] = []
+        self.contrasts_after: list[int] = []
+
+    @property
+    def steps(self) -> int:
+        """Results this branch has received."""
+        return len(self.usage)
 
 
 class PairJob:
-    """One pair being built: the plan, both branches, provenance counters."""
+    """One pair being built: the plan, both branches, provenance."""
 
     __slots__ = (
-        "branches", "contrasts", "error", "originals", "row", "seed", "selection", "source",
-        "source_id", "usage",
+        "branches", "contrasts", "originals", "row", "seed", "selection", "source", "source_id",
     )  # fmt: skip
 
     def __init__(
@@ -71,5 +94,71 @@ class PairJob:
         )
         self.originals: list[str] = []
         self.contrasts: list[str] = []
-        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
-        self.error: StepFailure | None = None
+
+    # -- failure ---------------------------------------------------------------------------
+    def fail(self, branch: Branch, failure: StepFailure) -> None:
+        """``branch`` failed at its latest result; it sends nothing more."""
+        branch.failure = failure
+        branch.phase = "done"
+
+    @property
+    def _failed(self) -> tuple[int, Branch] | None:
+        """The reported failure: earliest step; at a tie the rejected branch (later wins)."""
+        best: tuple[int, Branch] | None = None
+        for branch in self.branches:
+            if branch.failure is not None and (best is None or branch.steps <= best[0]):
+                best = (branch.steps, branch)
+        return best
+
+    @property
+    def error(self) -> StepFailure | None:
+        failed = self._failed
+        return None if failed is None else failed[1].failure
+
+    @property
+    def cutoff(self) -> int | None:
+        """Steps of each branch that count for a failed pair (``None``: no failure)."""
+        failed = self._failed
+        return None if failed is None else failed[0]
+
+    # -- progress --------------------------------------------------------------------------
+    def may_send(self, branch: Branch) -> bool:
+        """Whether ``branch`` may ask for its next request now."""
+        if branch.sent or branch.phase == "done":
+            return False
+        cutoff = self.cutoff
+        return cutoff is None or branch.steps < cutoff
+
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight and nothing more to send: the pair can be emitted."""
+        return not any(b.sent for b in self.branches) and not any(
+            self.may_send(b) for b in self.branches
+        )
+
+    def record(self, branch: Branch, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count one result of ``branch`` (before its effect on the branch is applied)."""
+        branch.sent = False
+        branch.usage.append((prompt_tokens, completion_tokens))
+
+    def mark_contrasts(self, branch: Branch) -> None:
+        """Note how many contrast instructions the pair has after ``branch``'s latest step."""
+        branch.contrasts_after.append(len(self.contrasts))
+
+    def usage(self) -> dict[str, int]:
+        """What the pair reports as spent: every step, or the first ``cutoff`` of each branch."""
+        cutoff = self.cutoff
+        steps = [b.usage if cutoff is None else b.usage[:cutoff] for b in self.branches]
+        return {
+            "prompt_tokens": sum(p for side in steps for p, _ in side),
+            "completion_tokens": sum(c for side in steps for _, c in side),
+            "requests": sum(len(side) for side in steps),
+        }
+
+    def reported_contrasts(self) -> int:
+        """Contrast instructions that count for a failed pair (those of the first steps)."""
+        cutoff = self.cutoff
+        rejected = self.branches[1]
+        if cutoff is None or not rejected.contrasts_after:
+            return len(self.contrasts)
+        return rejected.contrasts_after[min(cutoff, rejected.steps) - 1]

@@ -147,10 +147,10 @@ class AugmentActor:
         self.summary = summary
 
     def __call__(self, batch: Any) -> Any:
-        self.augmenter.summary = RunSummary()  # this batch's counts only
+        before = self.augmenter.summary.copy()
         out = self.augmenter(batch)
-        if self.summary is not None:
-            self.summary.add(self.augmenter.summary)
+        if self.summary is not None:  # this batch's counts only
+            self.summary.add(self.augmenter.summary.since(before))
         return out
 
 

@@ -59,17 +59,28 @@ class RunSummary:
         ``wall_time_s`` adds up too (busy time of the parts, not the elapsed time of a
         parallel run; a caller that timed the whole run replaces it).
         """
-        merged = RunSummary()
+        return self._combine(other, 1)
+
+    def since(self, earlier: RunSummary) -> RunSummary:
+        """What was counted after ``earlier`` (a ``copy()`` of this summary) was taken."""
+        return self._combine(earlier, -1)
+
+    def copy(self) -> RunSummary:
+        return RunSummary.from_dict(self.to_dict())
+
+    def _combine(self, other: RunSummary, sign: int) -> RunSummary:
+        combined = RunSummary()
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if isinstance(mine, dict):
                 total = dict(mine)
                 for key, value in theirs.items():
-                    total[key] = total.get(key, 0) + value
-                setattr(merged, f.name, total)
+                    total[key] = total.get(key, 0) + sign * value
+                keep = getattr(combined, f.name)  # e.g. usage's keys, even at 0
+                setattr(combined, f.name, {k: v for k, v in total.items() if v or k in keep})
             else:
-                setattr(merged, f.name, mine + theirs)
-        return merged
+                setattr(combined, f.name, mine + sign * theirs)
+        return combined
 
     def format(self) -> str:
         """A few human-readable lines."""

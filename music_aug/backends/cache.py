@@ -8,7 +8,8 @@ uses WAL journaling with a busy timeout and one connection per process, so sever
 processes (``datasets.map(num_proc=N)``, shards on one disk) can share it.
 
 Only successful results are stored: a request that ended in an error is sent again on the
-next run. Identical requests within one batch are sent once. The cache stores no
+next run. Identical requests within one batch (or in flight at once, for ``stream()``)
+are sent once. The cache stores no
 credentials: requests and results only. It does not expire entries and does not work over
 network file systems that lack POSIX locks (SQLite's own limitation).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from music_aug.backends.base import Backend, ChatRequest, ChatResult, Usage
+from music_aug.backends.stream import RequestStream, open_stream
 from music_aug.errors import ConfigError
 
 __all__ = ["CachedBackend", "cache_stats", "iter_results"]
@@ -204,6 +206,13 @@ class CachedBackend:
             for index in positions[key]:
                 yield index, result
 
+    def stream(self) -> CachedStream:
+        """A ``RequestStream``: hits come back at once, misses go through the backend's stream.
+
+        Each successful miss is committed before it is returned.
+        """
+        return CachedStream(self, open_stream(self.backend))
+
     def close(self) -> None:
         """Close the file and the wrapped backend. Safe to call twice."""
         with self._lock:
@@ -211,6 +220,66 @@ class CachedBackend:
         if conn is not None and self._conn_pid == os.getpid():
             conn.close()
         self.backend.close()
+
+
+class CachedStream:
+    """The stream of a ``CachedBackend``: a lookup per submit, a commit per result."""
+
+    def __init__(self, cache: CachedBackend, inner: RequestStream) -> None:
+        self.cache = cache
+        self.inner = inner
+        self.capacity = inner.capacity
+        self.calls = 0
+        self._ready: list[tuple[int, ChatResult]] = []
+        # key -> (request, tickets waiting for it); identical requests are sent once
+        self._waiting: dict[str, tuple[ChatRequest, list[int]]] = {}
+        self._keys: dict[int, str] = {}  # inner ticket -> key
+        self._next = 0
+
+    def submit(self, items: Sequence[tuple[int, ChatRequest]]) -> None:
+        if not items:
+            return
+        cache = self.cache
+        keys = [cache._key(request) for _, request in items]
+        with cache._lock:
+            found = cache._lookup(keys)
+        sent: list[tuple[int, ChatRequest]] = []
+        for (ticket, request), key in zip(items, keys, strict=True):
+            if key in found:
+                self._ready.append((ticket, found[key]))
+            elif key in self._waiting:
+                self._waiting[key][1].append(ticket)
+            else:
+                self._waiting[key] = (request, [ticket])
+                self._next += 1
+                self._keys[self._next] = key
+                sent.append((self._next, request))
+        hits = len(items) - len(sent)
+        with cache._lock:
+            cache.hits += hits
+            cache.misses += len(sent)
+            cache._count(hits, len(sent))
+        if sent:
+            self.calls += 1
+            self.inner.submit(sent)
+
+    def wait(self) -> list[tuple[int, ChatResult]]:
+        if self._ready:
+            ready, self._ready = self._ready, []
+            return ready
+        done: list[tuple[int, ChatResult]] = []
+        for inner_ticket, result in self.inner.wait():
+            key = self._keys.pop(inner_ticket)
+            request, tickets = self._waiting.pop(key)
+            if result.ok:
+                with self.cache._lock:
+                    self.cache._store(key, request, result)
+            done.extend((ticket, result) for ticket in tickets)
+        return done
+
+    def close(self) -> None:
+        self.inner.close()
+        self._ready, self._waiting, self._keys = [], {}, {}
 
 
 def _first(item: tuple[int, ChatResult]) -> int:

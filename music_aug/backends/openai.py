@@ -7,6 +7,8 @@ connections, malformed bodies; never 400/401/403/404/422) and how long to wait
 (``Retry-After`` first, else exponential backoff with jitter). A semaphore bounds requests
 in flight; optional ``rpm`` / ``tpm`` token buckets bound the rate. Chat requests use
 ``/v1/chat/completions``; completion requests (raw ``prompt``) use ``/v1/completions``.
+``stream()`` serves the augmenter's event-driven scheduler: requests go out the moment
+they are submitted and results come back in completion order.
 
 The async client lives on a private event loop thread, so ``generate`` works from sync
 code, threads, and inside a running event loop (Jupyter); ``agenerate`` is the awaitable
@@ -31,6 +33,7 @@ from music_aug.backends.aloop import LoopThread
 from music_aug.backends.base import ChatRequest, ChatResult, Usage
 from music_aug.backends.ratelimit import TokenBucket
 from music_aug.backends.retry import RequestFailure, classify, retrying, wait_seconds
+from music_aug.backends.stream import AsyncStream
 from music_aug.errors import ConfigError, MissingDependencyError
 
 __all__ = ["OpenAIBackend", "RequestStats"]
@@ -96,7 +99,7 @@ class OpenAIBackend:
         *,
         base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
-        max_concurrency: int = 16,
+        max_concurrency: int = 64,
         timeout: float = 60.0,
         max_retries: int = 5,
         rpm: float | None = None,
@@ -278,7 +281,20 @@ class OpenAIBackend:
             raise RequestFailure("error: no attempt made", transient=False)
         return result
 
-    # -- batches ----------------------------------------------------------------------------
+    # -- streams and batches -----------------------------------------------------------------
+    def stream(self) -> AsyncStream:
+        """A ``RequestStream``: submit requests any time, results in completion order.
+
+        Up to ``max_concurrency`` requests are on the wire at once; more may be submitted
+        (they wait for a slot on the backend's own loop, so a freed slot is refilled at once).
+        """
+        rt = self._ensure_runtime()
+
+        def run_one(request: ChatRequest) -> Any:
+            return self._one(rt, request)
+
+        return AsyncStream(rt.loop, run_one, self.max_concurrency)
+
     def iter_generate(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResult]]:
         """Yield ``(index, result)`` as each request completes (used by ``CachedBackend``)."""
         if not requests:

@@ -1,11 +1,20 @@
-"""``VLLMBackend``: offline batched generation with a ``vllm.LLM`` engine on local GPUs.
+"""``VLLMBackend``: generation with a vLLM engine on local GPUs, in this process.
 
-The engine is created lazily, in the process that built the backend, on the first
-``generate``. Each ``generate`` makes one ``LLM.chat`` call for all its chat requests and
-one ``LLM.generate`` call for all its raw completion requests, with a per-request
-``SamplingParams(seed=...)``, so vLLM's continuous batching sees the whole batch. If vLLM
-rejects a batch (say, one prompt longer than ``max_model_len``), the requests are retried
-one by one so only the offending request ends as an error result.
+Two engines, one backend:
+
+* ``stream()`` (what the augmenter uses) runs vLLM's async engine (``AsyncLLMEngine``, the
+  V1 ``AsyncLLM``): each request is added the moment it is submitted and comes back when
+  it finishes, so continuous batching stays full while MUSIC's branches advance at their
+  own pace. Chat requests go through the tokenizer's chat template (or ``chat_template``).
+  It is used when ``engine="async"``, or with ``engine="auto"`` when the installed vLLM
+  has the async engine.
+* ``generate`` (and ``stream()`` with ``engine="offline"`` or without the async engine)
+  makes one ``LLM.chat`` call for all its chat requests and one ``LLM.generate`` call for
+  all its raw completion requests, with a per-request ``SamplingParams(seed=...)``. If vLLM
+  rejects a batch (say, one prompt longer than ``max_model_len``), the requests are
+  retried one by one so only the offending request ends as an error result.
+
+Each engine is created lazily, in the process that built the backend, on first use.
 
 A CUDA engine cannot be shared with forked worker processes: calling ``generate`` from a
 ``datasets.map(num_proc>1)`` worker raises ``ConfigError`` with the fix (``num_proc=1``;
@@ -20,11 +29,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from music_aug.backends.aloop import LoopThread
 from music_aug.backends.base import ChatRequest, ChatResult, Usage
 from music_aug.backends.inprocess import InProcessModel
+from music_aug.backends.stream import AsyncStream, BatchStream, RequestStream
 from music_aug.errors import ConfigError, MissingDependencyError
 
 __all__ = ["VLLMBackend"]
+
+_ENGINES = ("auto", "async", "offline")
 
 
 class VLLMBackend(InProcessModel):
@@ -37,6 +50,11 @@ class VLLMBackend(InProcessModel):
         max_model_len: context length override (``None``: the model's).
         chat_template: a Jinja chat template (text or a file path) replacing the model's.
         seed: engine seed; requests with their own ``sampling.seed`` use that.
+        engine: ``"auto"`` (the async engine for ``stream()`` when vLLM has one),
+            ``"async"`` or ``"offline"`` (``LLM.chat`` batches only).
+        max_num_seqs: sequences the engine runs at once (vLLM's own default when
+            ``None``); the augmenter keeps about this many requests submitted
+            (``_DEFAULT_SEQS`` = 256 when unset).
     """
 
     name = "vllm"
@@ -50,6 +68,8 @@ class VLLMBackend(InProcessModel):
         max_model_len: int | None = None,
         chat_template: str | None = None,
         seed: int = 0,
+        engine: str = "auto",
+        max_num_seqs: int | None = None,
     ) -> None:
         if not model:
             raise ConfigError("VLLMBackend needs model= (a Hugging Face id or a local folder)")
@@ -59,7 +79,13 @@ class VLLMBackend(InProcessModel):
             raise ConfigError(
                 f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}"
             )
+        if engine not in _ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(_ENGINES)}, got {engine!r}")
+        if max_num_seqs is not None and max_num_seqs < 1:
+            raise ConfigError(f"max_num_seqs must be >= 1, got {max_num_seqs}")
         self.model = model
+        self.engine = engine
+        self.max_num_seqs = max_num_seqs
         self.tensor_parallel_size = tensor_parallel_size
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_model_len = max_model_len
@@ -67,6 +93,12 @@ class VLLMBackend(InProcessModel):
         self.seed = seed
         self._owner_pid = os.getpid()  # kept when pickled: workers must not build engines
         self._init_model_slot()
+        self._async: tuple[LoopThread, Any, Any] | None = None  # (loop, engine, tokenizer)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_async"] = None
+        return state
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r}, tp={self.tensor_parallel_size})"
@@ -80,22 +112,86 @@ class VLLMBackend(InProcessModel):
                 "start `vllm serve MODEL` and use the openai backend with --base-url."
             )
 
+    def _engine_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "model": self.model,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "seed": self.seed,
+        }
+        if self.max_model_len is not None:
+            options["max_model_len"] = self.max_model_len
+        if self.max_num_seqs is not None:
+            options["max_num_seqs"] = self.max_num_seqs
+        return options
+
     @property
     def llm(self) -> Any:
         """The ``vllm.LLM`` engine, created on first access in the owning process."""
         self._check_process()
         if self._llm is None:
-            vllm = _import_vllm()
-            options: dict[str, Any] = {
-                "model": self.model,
-                "tensor_parallel_size": self.tensor_parallel_size,
-                "gpu_memory_utilization": self.gpu_memory_utilization,
-                "seed": self.seed,
-            }
-            if self.max_model_len is not None:
-                options["max_model_len"] = self.max_model_len
-            self._llm = vllm.LLM(**options)
+            self._llm = _import_vllm().LLM(**self._engine_options())
         return self._llm
+
+    # -- the async engine --------------------------------------------------------------------
+    def _uses_async(self) -> bool:
+        if self.engine == "offline":
+            return False
+        has_async = hasattr(_import_vllm(), "AsyncLLMEngine")
+        if self.engine == "async" and not has_async:
+            raise ConfigError(
+                "engine='async' needs vllm.AsyncLLMEngine, which this vLLM does not have; "
+                "upgrade vLLM or pass engine='offline'"
+            )
+        return has_async
+
+    def _async_engine(self) -> tuple[LoopThread, Any, Any]:
+        self._check_process()
+        if self._async is None or not self._async[0].current:
+            vllm = _import_vllm()
+            loop = LoopThread(name="music-aug-vllm")
+
+            async def build() -> tuple[Any, Any]:
+                # built on the loop that will drive it: the engine binds its output task there
+                args = vllm.AsyncEngineArgs(**self._engine_options())
+                engine = vllm.AsyncLLMEngine.from_engine_args(args)
+                tokenizer = engine.get_tokenizer()
+                if hasattr(tokenizer, "__await__"):
+                    tokenizer = await tokenizer
+                return engine, tokenizer
+
+            engine, tokenizer = loop.run(build())
+            self._async = (loop, engine, tokenizer)
+        return self._async
+
+    async def _generate_one(self, engine: Any, tokenizer: Any, request: ChatRequest) -> ChatResult:
+        if request.messages is not None:
+            options: dict[str, Any] = {"tokenize": False, "add_generation_prompt": True}
+            if self.chat_template is not None:
+                options["chat_template"] = self.chat_template
+            prompt = tokenizer.apply_chat_template([dict(m) for m in request.messages], **options)
+        else:
+            prompt = request.prompt
+        final = None
+        try:
+            async for output in engine.generate(prompt, self._params(request), _request_id()):
+                final = output
+        except Exception as error:  # one rejected prompt fails alone
+            return ChatResult.failure(f"vllm_error: {type(error).__name__}: {error}")
+        if final is None:
+            return ChatResult.failure("vllm_error: the engine returned no output")
+        return _to_result(final)
+
+    def stream(self) -> RequestStream:
+        """A ``RequestStream`` over the async engine (or over ``generate`` batches)."""
+        if not self._uses_async():
+            return BatchStream(self)
+        loop, engine, tokenizer = self._async_engine()
+
+        def run_one(request: ChatRequest) -> Any:
+            return self._generate_one(engine, tokenizer, request)
+
+        return AsyncStream(loop, run_one, self.max_num_seqs or _DEFAULT_SEQS)
 
     def _params(self, request: ChatRequest) -> Any:
         sampling = request.sampling
@@ -145,9 +241,24 @@ class VLLMBackend(InProcessModel):
         return [r if r is not None else ChatResult.failure("vllm_error: lost") for r in results]
 
     def close(self) -> None:
-        """Drop the engine (vLLM frees GPU memory when it is garbage collected)."""
+        """Drop the engines (vLLM frees GPU memory when they are garbage collected)."""
         with self._lock:
             self._llm = None
+        running, self._async = self._async, None
+        if running is not None:
+            loop, engine, _ = running
+            shutdown = getattr(engine, "shutdown", None)
+            if callable(shutdown) and loop.current:
+                loop.loop.call_soon_threadsafe(shutdown)
+            loop.stop()
+
+
+_DEFAULT_SEQS = 256
+_ids = iter(range(1 << 62))
+
+
+def _request_id() -> str:
+    return f"music-aug-{os.getpid()}-{next(_ids)}"
 
 
 def _import_vllm() -> Any:

@@ -51,7 +51,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--source-side", default="chosen", choices=["chosen", "prompt"])
     parser.add_argument("--limit", type=int, help="use only the first N input rows")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--concurrency", type=int, help="in-flight requests (openai backend)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests in flight at once (openai backend; default 64); rows enter as slots free",
+    )
     parser.add_argument(
         "--api-key-env",
         help="environment variable holding the API key (openai backend; OPENAI_API_KEY)",
@@ -63,7 +67,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--cache", help="SQLite request cache; a rerun reuses finished requests")
     parser.add_argument("--on-error", default="mark", choices=["raise", "mark", "skip"])
     parser.add_argument("--shard", help="I/N: process only the I-th of N contiguous shards")
-    parser.add_argument("--batch-size", type=int, default=16, help="rows per wave batch (16)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="rows per generate call for backends without a stream (llamacpp, fake; 16); "
+        "streaming backends (openai, vllm) are bounded by --concurrency alone",
+    )
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, help="token budget of each answer (256)")
     parser.add_argument("--contrast-template", help="package template name or .jinja path")
@@ -219,12 +229,14 @@ def run_augment(args: argparse.Namespace) -> int:
     writer = _Writer(Path(args.output))
     try:
         with tqdm(total=len(rows), unit="row", desc="augment", file=sys.stderr) as bar:
-            for start in range(0, len(rows), args.batch_size):
-                batch = rows[start : start + args.batch_size]
-                writer.write(augmenter.augment_records(batch))
+            # Rows stream through a window that the backend keeps full; each row's output
+            # is written in input order as soon as the rows before it are done.
+            for outputs in augmenter.iter_augment(rows, batch_size=args.batch_size):
+                writer.write(outputs)
                 summary = augmenter.summary
-                bar.update(len(batch))
-                bar.set_postfix(pairs=summary.pairs_out, failed=summary.failed + summary.skipped)
+                bar.update(1)
+                bar.set_postfix(pairs=summary.pairs_out, failed=summary.failed + summary.skipped,
+                                refresh=False)  # fmt: skip
     finally:
         writer.close()
         backend.close()

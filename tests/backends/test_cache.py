@@ -182,3 +182,50 @@ def test_cache_stats_bad_paths_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a music_aug request cache"):
         cache_stats(junk)
     assert main(["cache", "stats", str(tmp_path / "missing.sqlite")]) == 2
+
+
+def _drain(stream: object, count: int) -> dict[int, ChatResult]:
+    done: dict[int, ChatResult] = {}
+    while len(done) < count:
+        batch = stream.wait()  # type: ignore[attr-defined]
+        assert batch, "the stream returned nothing with requests in flight"
+        done.update(batch)
+    return done
+
+
+def test_stream_serves_hits_at_once_sends_duplicates_once_and_commits_each_result(
+    tmp_path: Path,
+) -> None:
+    def answer(request: ChatRequest) -> str | ChatResult:
+        if request.prompt == "prompt 3":
+            return ChatResult.failure("http_500: down")
+        return f"ok {request.prompt}"
+
+    inner = FunctionBackend(answer)
+    path = tmp_path / "c.sqlite"
+    cached = CachedBackend(inner, path)
+    cached.generate(_requests(2))  # prompts 0 and 1 are cached now
+    stream = cached.stream()
+    requests = _requests(5)
+    stream.submit([(10 + i, r) for i, r in enumerate(requests)] + [(99, requests[4])])
+    assert sorted(stream.wait()) == sorted((10 + i, cached.generate([requests[i]])[0])
+                                           for i in range(2))  # fmt: skip
+    done = _drain(stream, 4)
+    assert sorted(done) == [12, 13, 14, 99] and done[14].text == done[99].text == "ok prompt 4"
+    assert len(inner.requests) == 2 + 3  # prompt 4 was in flight once for two tickets
+    assert not done[13].ok
+    assert cache_stats(path)["entries"] == 4  # each success committed as it came back
+    stream.close()
+
+
+def test_stream_over_a_streaming_backend_keeps_its_capacity(tmp_path: Path) -> None:
+    from music_aug.backends.fake import ShuffledBackend
+
+    cached = CachedBackend(ShuffledBackend(EchoBackend(), 0, capacity=5), tmp_path / "c.sqlite")
+    stream = cached.stream()
+    assert stream.capacity == 5
+    stream.submit(list(enumerate(_requests(6))))
+    assert len(_drain(stream, 6)) == 6
+    again = CachedBackend(ShuffledBackend(EchoBackend(), 1), tmp_path / "c.sqlite").stream()
+    again.submit(list(enumerate(_requests(6))))
+    assert all(result.cached for _, result in again.wait())

@@ -51,6 +51,31 @@ class Recorder:
         self.backend.close()
 
 
+class StreamRecorder(Recorder):
+    """The same books over the backend's stream (the augmenter's event-driven path)."""
+
+    def stream(self) -> Any:
+        inner = self.backend.stream()
+        seen, sent = self.seen, {}
+
+        class Recording:
+            capacity, calls = inner.capacity, 0
+
+            def submit(self, items: Sequence[tuple[int, ChatRequest]]) -> None:
+                sent.update(items)
+                inner.submit(items)
+
+            def wait(self) -> list[tuple[int, ChatResult]]:
+                done = inner.wait()
+                seen.extend((sent.pop(ticket), result) for ticket, result in done)
+                return done
+
+            def close(self) -> None:
+                inner.close()
+
+        return Recording()
+
+
 def test_openai_backend_against_the_real_server(llama_server: str) -> None:
     backend = OpenAIBackend("smollm2", base_url=llama_server, max_concurrency=2, timeout=60)
     chat = ChatRequest.chat([{"role": "user", "content": "Say hello."}], max_tokens=8, seed=3)
@@ -141,15 +166,16 @@ def _check_rows(out: list[dict[str, Any]], rows: list[dict[str, Any]], summary: 
             assert row["music_metadata"]["error"]
 
 
+@pytest.mark.parametrize("recorder_type", [Recorder, StreamRecorder])
 def test_music_rows_survive_20_percent_faults(
-    make_proxy: Make, mt_bench_records: list[dict[str, Any]]
+    make_proxy: Make, mt_bench_records: list[dict[str, Any]], recorder_type: type[Recorder]
 ) -> None:
     proxy = make_proxy(rate=0.2, faults=FAULTS, seed=3, stall_s=1.5, retry_after="0.2")
     backend = OpenAIBackend(
         "canned", base_url=proxy.url, max_concurrency=16, timeout=1.0, max_retries=1,
         retry_wait_initial=0.01,
     )  # fmt: skip
-    recorder = Recorder(backend)
+    recorder = recorder_type(backend)
     rows = mt_bench_records[:40]
     augmenter = MusicAugmenter(_small_config(), recorder)  # type: ignore[arg-type]
     out = augmenter.augment_records(rows)
@@ -188,3 +214,23 @@ def test_music_through_the_real_server(
         if row["music_metadata"]["status"] == "ok":
             assert row["chosen"] != row["rejected"]
             assert row["music_metadata"]["model"] == "smollm2"
+
+
+def test_cli_keeps_concurrency_requests_in_flight_whatever_the_batch_size(
+    make_proxy: Make, mt_bench_records: list[dict[str, Any]], tmp_path: Any
+) -> None:
+    from music_aug.cli import main
+
+    proxy = make_proxy(latency_s=0.05)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in mt_bench_records[:12]))
+    output = tmp_path / "out.jsonl"
+    code = main(["augment", str(source), "-o", str(output), "--backend", "openai", "--model",
+                 "canned", "--base-url", proxy.url, "--concurrency", "8", "--batch-size", "1",
+                 "--max-turns", "3"])  # fmt: skip
+    assert code == 0
+    # the lock-step CLI kept <= 2 x batch-size requests in flight (2 here)
+    assert proxy.max_in_flight == 8
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    ids = [row["music_metadata"]["source_id"] for row in rows]
+    assert ids == [record["id"] for record in mt_bench_records[:12]]  # input order

@@ -29,3 +29,15 @@ def test_merged_shares_equal_the_whole_run(smart_backend: Any, make_record: Any)
         assert getattr(merged, name) == sum(getattr(p.summary, name) for p in parts)
     assert RunSummary.from_dict(merged.to_dict()) == merged
     assert _counts(RunSummary().merge(merged)) == _counts(merged)
+
+
+def test_since_is_what_one_batch_added(smart_backend: Any, make_record: Any) -> None:
+    augmenter = MusicAugmenter(MusicConfig(max_turns=3), smart_backend)
+    augmenter.augment_records([make_record(3, tag="a")])
+    before = augmenter.summary.copy()
+    augmenter.augment_records([make_record(3, tag="b"), make_record(3, tag="c")])
+    alone = MusicAugmenter(MusicConfig(max_turns=3), smart_backend)
+    alone.augment_records([make_record(3, tag="b"), make_record(3, tag="c")])
+    delta = augmenter.summary.since(before)
+    assert _counts(delta) == _counts(alone.summary)
+    assert before.merge(delta) == augmenter.summary
