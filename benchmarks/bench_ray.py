@@ -134,7 +134,9 @@ def main() -> None:
           f"scaling ratio {base / busy:.2f}")  # fmt: skip
     total = results[0][3]
     pairs = max(total.pairs_out, 1)
-    print(f"per pair: {total.usage['requests'] / pairs:.1f} requests, "
+    slot_s = results[0][4]["busy_s"] / pairs
+    print(f"per pair: {slot_s:.2f} server slot-seconds, "
+          f"{total.usage['requests'] / pairs:.1f} requests, "
           f"{total.usage['prompt_tokens'] / pairs:.0f} prompt + "
           f"{total.usage['completion_tokens'] / pairs:.0f} completion tokens; "
           f"failed rows {total.failed}")  # fmt: skip
