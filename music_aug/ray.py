@@ -12,7 +12,7 @@ actors, so a batch that Ray retries after an actor died replays its finished req
     summary = music_aug.ray.RaySummary()
     pairs = music_aug.ray.augment(
         rows, MusicConfig(), {"kind": "openai", "model": "m", "base_url": URL},
-        cache="/tmp/music_aug/cache.sqlite", concurrency=4, summary=summary,
+        cache="/tmp/music_aug/cache.sqlite", concurrency=4, num_cpus=0.25, summary=summary,
     )
     pairs.write_parquet("out/")
     print(summary.get().format())
@@ -26,6 +26,7 @@ It does not start or configure a cluster: call ``ray.init`` (or let Ray Data do 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -152,6 +153,12 @@ class AugmentActor:
         if self.summary is not None:  # this batch's counts only
             self.summary.add(self.augmenter.summary.since(before))
         return out
+
+    def __del__(self) -> None:
+        # Ray Data deletes the UDF when it shuts an actor down gracefully (not on a crash:
+        # the cache has committed every finished request by then anyway).
+        with contextlib.suppress(Exception):
+            self.backend.close()
 
 
 def _warn_if_no_cpu_left(concurrency: int | tuple[int, int], num_cpus: float | None) -> None:
