@@ -3,7 +3,8 @@
 ``datasets.map`` hands the augmenter a ``LazyBatch`` (a dict of lists); Ray Data hands it
 a ``pyarrow.Table``, a ``pandas.DataFrame`` or a dict of numpy arrays (message lists then
 arrive as object arrays of object arrays of dicts). ``read_batch`` turns each of these
-into plain Python records (lists, dicts, ``str``, ``int``...) and refuses anything it
+into plain Python records (lists, dicts, ``str``, ``int``...; a null column is left out,
+since a table has no other way to say a row lacks it) and refuses anything it
 cannot read with a ``UserInputError`` that names the problem: a batch is never guessed
 into a single record (issue 12: a numpy batch used to become ONE failed row whose
 ``source_id`` was the printed array).
@@ -135,6 +136,9 @@ def _columns(batch: Any, kind: str) -> dict[str, Sequence[Any]]:
 def read_batch(batch: Any) -> list[dict[str, Any]]:
     """Records (one dict per row, plain Python values) of a batch ``is_batch`` accepts.
 
+    A row's null (``None``) columns are left out of its record: in a table, a null is how
+    a row says it lacks a column that other rows have.
+
     Raises:
         UserInputError: the batch is not a batch (see ``is_batch``), or its columns have
             different lengths.
@@ -153,13 +157,22 @@ def read_batch(batch: Any) -> list[dict[str, Any]]:
             "hold one value per row"
         )
     size = next(iter(lengths.values()), 0)
-    names = list(columns)
-    return [{name: to_python(columns[name][k]) for name in names} for k in range(size)]
+    return [_record({name: values[k] for name, values in columns.items()}) for k in range(size)]
+
+
+def _record(values: Mapping[str, Any]) -> dict[str, Any]:
+    # A table cannot say "this row has no such column": rows of different layouts in one
+    # table (MT-Bench `messages` next to HH `chosen`/`rejected`) get nulls for the others'
+    # columns, and a null `chosen` would make a messages row unreadable. Null = absent.
+    return {str(k): to_python(v) for k, v in values.items() if v is not None}
 
 
 def read_example(example: Mapping[str, Any]) -> dict[str, Any]:
-    """One example (a ``datasets`` or Ray Data row) as a dict of plain Python values."""
-    return {str(name): to_python(value) for name, value in example.items()}
+    """One example (a ``datasets`` or Ray Data row) as a dict of plain Python values.
+
+    Top-level nulls are dropped, as in ``read_batch``.
+    """
+    return _record(example)
 
 
 def write_batch(rows: list[dict[str, Any]], like: Any) -> Any:

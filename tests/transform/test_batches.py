@@ -93,3 +93,24 @@ def test_write_batch_types(rows: list[dict[str, Any]]) -> None:
             write_batch(out, like=_as(kind, rows)).to_pylist()
             == write_batch(out, like=_as("arrow", rows)).to_pylist()
         )
+
+
+@pytest.mark.parametrize("engine", ["arrow", "pandas", "numpy", "datasets"])
+def test_rows_of_different_layouts_share_a_table(
+    engine: str, rows: list[dict[str, Any]], hh_records: list[dict[str, Any]]
+) -> None:
+    """A table gives MT-Bench rows null `chosen`/`rejected` and HH rows null `messages`."""
+    mixed = [rows[0], hh_records[0], rows[1]]
+    augmenter = MusicAugmenter(MusicConfig(max_turns=2), EchoBackend())
+    if engine == "datasets":
+        import datasets
+
+        keys = ["id", "messages", "chosen", "rejected"]  # from_list would keep row 0's keys
+        source = datasets.Dataset.from_dict({k: [r.get(k) for r in mixed] for k in keys})
+        out = augmenter.map(source, load_from_cache_file=False)
+        statuses = [m["status"] for m in out["music_metadata"]]
+    else:
+        table = augmenter(_as(engine, [{**dict.fromkeys(["chosen", "rejected"]), **r}
+                                       for r in mixed]))  # fmt: skip
+        statuses = [m["status"] for m in table.column("music_metadata").to_pylist()]
+    assert statuses == ["ok", "ok", "ok"]
