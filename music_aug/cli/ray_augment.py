@@ -43,8 +43,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cpus-per-actor",
         type=float,
-        help="CPUs each Ray actor reserves (default: 0.25 for the openai and fake backends, "
-        "which wait on a server; 1 for llamacpp and vllm)",
+        help="CPUs each Ray actor reserves (default: 0.25 for the openai backend, which "
+        "waits on a server, and the fake one; 1 for llamacpp and vllm)",
     )
     group.add_argument(
         "--output-format",

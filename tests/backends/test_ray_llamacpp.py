@@ -1,7 +1,7 @@
 """music_aug.ray end to end: two Ray actors, each with its own OpenAIBackend, against the real
 llama.cpp server (SmolLM2-135M), a node-local request cache, and a rerun served from it.
 
-~80 s on the shared 2-core dev machine at load ~10 (Ray start ~13 s, two runs of ~20 requests
+58-78 s on the shared 2-core dev machine at load ~9 (Ray start 11-13 s, two runs of ~20 requests
 of <= 24 tokens).
 """
 

@@ -30,6 +30,7 @@ from music_aug.cli import main
 from music_aug.cli.augment import read_rows
 from music_aug.pairs import output_table
 
+pytestmark = pytest.mark.integration  # a real local Ray
 CONFIG = MusicConfig(max_turns=3)
 
 
