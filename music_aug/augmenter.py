@@ -38,10 +38,13 @@ from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.steps import PairStepper
 from music_aug.summary import RunSummary
+from music_aug.verify import ContrastVerifier
 
 __all__ = ["OUTPUT_COLUMNS", "MusicAugmenter", "RunSummary"]
 
 OUTPUT_COLUMNS = ("chosen", "rejected", "music_metadata")
+# rows whose pairs go to the judge together (one backend call per group)
+_VERIFY_ROWS = 64
 
 
 class MusicAugmenter:
@@ -50,6 +53,7 @@ class MusicAugmenter:
     Args:
         config: the ``MusicConfig``.
         backend: any object following the ``Backend`` Protocol.
+        judge_backend: the judge for ``config.verify`` (``None``: ``backend`` itself).
 
     Example:
         >>> from music_aug.backends.fake import EchoBackend
@@ -59,11 +63,19 @@ class MusicAugmenter:
         'ok'
     """
 
-    def __init__(self, config: MusicConfig, backend: Backend) -> None:
+    def __init__(
+        self, config: MusicConfig, backend: Backend, judge_backend: Backend | None = None
+    ) -> None:
         if not isinstance(config, MusicConfig):
             raise ConfigError(f"config must be a MusicConfig, got {type(config).__name__}")
         self.config = config
         self.backend = backend
+        self.judge_backend = judge_backend
+        self.verifier: ContrastVerifier | None = None
+        if config.verify != "off":
+            self.verifier = ContrastVerifier(
+                judge_backend or backend, config.verify_turns, config.judge_template
+            )
         self.selector = TurnSelector(
             config.branch, contrast_turns=config.contrast_turns, max_turns=config.max_turns
         )
@@ -100,12 +112,13 @@ class MusicAugmenter:
         return {
             "config": self.config,
             "backend": self.backend,
+            "judge_backend": self.judge_backend,
             "template_hashes": self.template_hashes,
             "version": self.version,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["backend"])  # type: ignore[misc]
+        self.__init__(state["config"], state["backend"], state.get("judge_backend"))  # type: ignore[misc]
 
     @property
     def fingerprint(self) -> str:
@@ -117,6 +130,10 @@ class MusicAugmenter:
             repr(sorted(self.template_hashes.items())),
             self.version,
         ]
+        if self.verifier is not None:
+            judge = self.verifier.judge
+            parts += [str(getattr(judge.backend, "name", "?")),
+                      str(getattr(judge.backend, "model", "?")), judge.template.hash]  # fmt: skip
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     @property
@@ -212,12 +229,27 @@ class MusicAugmenter:
     ) -> Iterator[list[dict[str, Any]]]:
         started = time.perf_counter()
         calls = stream.calls
+        held: list[list[dict[str, Any]]] = []  # rows waiting for one judge wave
         try:
             for work in scheduler.run(rows, stream, window):
-                yield work.planned + [row for job in work.jobs for row in self._finish(job)]
+                outputs = work.planned + [row for job in work.jobs for row in self._finish(job)]
+                if self.verifier is None:
+                    yield outputs
+                    continue
+                held.append(outputs)
+                if len(held) >= _VERIFY_ROWS:
+                    yield from self._verified(held)
+                    held = []
+            if held:
+                yield from self._verified(held)
         finally:
             self.summary.backend_calls += stream.calls - calls
             self.summary.wall_time_s += time.perf_counter() - started
+
+    def _verified(self, groups: list[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        """Judge the ``ok`` rows of ``groups`` in one wave; keep, mark or drop each."""
+        verifier = cast(ContrastVerifier, self.verifier)
+        yield from verifier.apply(groups, self.config.verify, self.summary)
 
     def _admit(self, record: Any) -> _Row:
         row = self._rows_seen
@@ -255,6 +287,19 @@ class MusicAugmenter:
         source_id = str(record_id) if record_id is not None else content[:16]
         return [PairJob(row, source, source_id, s, rng.getrandbits(31)) for s in selections]
 
+    def _next_request(self, job: PairJob, side: int) -> ChatRequest | None:
+        branch = job.branches[side]
+        try:
+            return self.stepper.next_request(job, branch)
+        except StepFailure as failure:  # a step settled without a request (length control)
+            self._failed_step(job, side, failure)
+            return None
+
+    def _failed_step(self, job: PairJob, side: int, failure: StepFailure) -> None:
+        job.fail(job.branches[side], failure)
+        if self.config.on_error == "raise":
+            raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
+
     def _receive(self, job: PairJob, side: int, result: ChatResult) -> None:
         branch = job.branches[side]
         usage = result.usage
@@ -266,9 +311,7 @@ class MusicAugmenter:
         try:
             self.stepper.receive(job, branch, result)
         except StepFailure as failure:
-            job.fail(branch, failure)
-            if self.config.on_error == "raise":
-                raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
+            self._failed_step(job, side, failure)
         finally:
             job.mark_contrasts(branch)
 
@@ -287,10 +330,12 @@ class MusicAugmenter:
         failure = job.error
         if failure is None:
             chosen, rejected = job.branches
+            finish = {"chosen": chosen.finish_reasons, "rejected": rejected.finish_reasons}
             try:
                 row = self.builder.build(
                     chosen=chosen.messages,
                     rejected=rejected.messages,
+                    answer_finish_reasons=finish,
                     **common,
                 )
             except PairInvariantError as error:
@@ -331,7 +376,7 @@ class MusicAugmenter:
 class _Row:
     """One input row as the scheduler sees it: its pairs' branches, requests and results."""
 
-    __slots__ = ("augmenter", "jobs", "planned", "row")
+    __slots__ = ("augmenter", "jobs", "planned", "row", "weight")
 
     def __init__(
         self, row: int, jobs: list[PairJob], planned: list[dict[str, Any]], augmenter: Any
@@ -340,14 +385,16 @@ class _Row:
         self.jobs = jobs
         self.planned = planned  # output rows known at planning time (a failed row)
         self.augmenter = augmenter
+        # generated turns of the longest pair: about how long its dependency chain is
+        self.weight = max((j.selection.num_turns - j.selection.branch_turn for j in jobs),
+                          default=0)  # fmt: skip
 
     def ready(self) -> list[tuple[object, ChatRequest]]:
-        stepper = self.augmenter.stepper
         wanted: list[tuple[object, ChatRequest]] = []
         for j, job in enumerate(self.jobs):
             for side, branch in enumerate(job.branches):
                 if job.may_send(branch):
-                    request = stepper.next_request(job, branch)
+                    request = self.augmenter._next_request(job, side)
                     if request is not None:
                         branch.sent = True
                         wanted.append(((j, side), request))

@@ -65,6 +65,19 @@ class MusicConfig(BaseModel):
         assistant_system_prompt: system message for answers when the source has none.
         contrast_sampling, user_sampling, assistant_sampling: ``SamplingParams`` per role
             (their ``seed`` is ignored: MUSIC derives one per request).
+        length_ratio: length control (opt-in; ``None`` = off). At each contrast turn the
+            longer of the chosen and rejected answers may be at most this many times the
+            shorter (whitespace words); a rejected answer outside the band is redrawn with
+            a new seed like an invalid contrast instruction, up to ``max_attempts``, and
+            the pair fails as ``length_unbalanced`` after that.
+        verify: judge-verified contrast (opt-in): ``"off"``; ``"keep"`` (record the
+            order-swapped judge's verdict in ``music_metadata.verification``); ``"mark"``
+            (also give pairs the judge does not confirm ``status="unverified"``, which
+            ``mix`` and training skip); ``"drop"`` (leave them out, counted).
+        verify_turns: judge ``"contrast"`` (every contrast turn) or ``"last"`` (the last).
+        judge_template: the judge prompt (``None``: ``"verify_turn"``, chat, which asks
+            which final answer follows the last user message; or ``"judge_pairwise_fewshot"``
+            for a small local model).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -89,6 +102,10 @@ class MusicConfig(BaseModel):
     assistant_sampling: SamplingParams = Field(
         default_factory=lambda: default_sampling("assistant")
     )
+    length_ratio: float | None = Field(default=None, gt=1.0)
+    verify: Literal["off", "keep", "mark", "drop"] = "off"
+    verify_turns: Literal["contrast", "last"] = "contrast"
+    judge_template: str | None = None
 
     def __init__(self, **data: Any) -> None:
         try:

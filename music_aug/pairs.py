@@ -48,6 +48,8 @@ METADATA_KEYS = (
     "version",
     "status",
     "error",
+    "answer_finish_reasons",
+    "verification",
 )
 
 
@@ -88,6 +90,16 @@ def output_features() -> Any:
                 "version": Value("string"),
                 "status": Value("string"),
                 "error": Value("string"),
+                "answer_finish_reasons": {
+                    "chosen": List(Value("string")),
+                    "rejected": List(Value("string")),
+                },
+                "verification": {
+                    "verdict": Value("string"),
+                    "turns": List(Value("int64")),
+                    "chosen_first": List(Value("string")),
+                    "chosen_second": List(Value("string")),
+                },
             },
         }
     )
@@ -217,6 +229,7 @@ class PairBuilder:
 
     def _metadata(self, **fields: Any) -> dict[str, Any]:
         usage = fields.pop("usage", None) or {}
+        finish = fields.pop("answer_finish_reasons", None) or {}
         metadata = {
             "source_id": fields["source_id"],
             "branch_turn": fields.get("branch_turn"),
@@ -236,6 +249,11 @@ class PairBuilder:
             "version": self.version,
             "status": fields["status"],
             "error": fields.get("error"),
+            "answer_finish_reasons": {
+                "chosen": list(finish.get("chosen", ())),
+                "rejected": list(finish.get("rejected", ())),
+            },
+            "verification": None,
         }
         return metadata
 
@@ -251,8 +269,13 @@ class PairBuilder:
         contrast_instructions: Sequence[str],
         seed: int,
         usage: Mapping[str, int],
+        answer_finish_reasons: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, Any]:
-        """An ``ok`` row; raises ``PairInvariantError`` if the pair breaks an invariant."""
+        """An ``ok`` row; raises ``PairInvariantError`` if the pair breaks an invariant.
+
+        ``answer_finish_reasons`` maps ``"chosen"``/``"rejected"`` to the finish reason of
+        each generated answer from the branch turn on (``"length"``: cut by the budget).
+        """
         metadata = self._metadata(
             source_id=source_id,
             branch_turn=branch_turn,
@@ -262,6 +285,7 @@ class PairBuilder:
             seed=seed,
             usage=usage,
             status="ok",
+            answer_finish_reasons=answer_finish_reasons,
         )
         check_invariants(chosen, rejected, metadata)
         return {"chosen": chosen, "rejected": rejected, "music_metadata": metadata}

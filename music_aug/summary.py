@@ -26,6 +26,9 @@ class RunSummary:
     perturbation_valid: int = 0
     perturbation_attempts: int = 0
     invalid_perturbations: dict[str, int] = field(default_factory=dict)
+    length_rejected: int = 0
+    verified: int = 0
+    unverified: int = 0
     usage: dict[str, int] = field(
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
     )
@@ -58,9 +61,20 @@ class RunSummary:
             f"failures by reason: {reasons or 'none'}",
             f"perturbation valid: {self.perturbation_valid}/{self.perturbation_attempts} "
             f"({rate_text}); invalid outputs: {invalid or 'none'}",
+            *self._quality_lines(),
             f"tokens:             {self.usage.get('prompt_tokens', 0)} prompt + "
             f"{self.usage.get('completion_tokens', 0)} completion in "
             f"{self.usage.get('requests', 0)} requests ({self.backend_calls} backend calls)",
             f"wall time:          {self.wall_time_s:.1f} s",
         ]
         return "\n".join(lines)
+
+    def _quality_lines(self) -> list[str]:
+        lines = []
+        if self.length_rejected:
+            lines.append(f"length control:     {self.length_rejected} rejected answer(s) "
+                         "redrawn")  # fmt: skip
+        if self.verified or self.unverified:
+            lines.append(f"judge verification: {self.verified} confirmed, {self.unverified} "
+                         "not confirmed")  # fmt: skip
+        return lines

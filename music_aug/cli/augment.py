@@ -76,6 +76,24 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--contrast-template", help="package template name or .jinja path")
     parser.add_argument("--user-template", help="package template name or .jinja path")
     parser.add_argument("--summary-json", help="also write the run summary as JSON here")
+    quality = parser.add_argument_group("quality controls (opt-in; docs/quality.md)")
+    quality.add_argument(
+        "--length-ratio",
+        type=float,
+        help="at contrast turns, redraw a rejected answer more than R times longer or shorter "
+        "than the chosen one (whitespace words)",
+    )
+    quality.add_argument(
+        "--verify",
+        default="off",
+        choices=["off", "keep", "mark", "drop"],
+        help="ask an order-swapped judge whether the chosen answer answers u_t better; keep "
+        "(record), mark (status=unverified) or drop pairs it does not confirm",
+    )
+    quality.add_argument("--verify-turns", default="contrast", choices=["contrast", "last"])
+    quality.add_argument("--judge-template", help="judge template name or path (verify_turn)")
+    quality.add_argument("--judge-model", help="a separate judge: model name (else the simulator)")
+    quality.add_argument("--judge-base-url", help="a separate judge: OpenAI-compatible server URL")
     parser.set_defaults(handler=run_augment)
 
     show = subparsers.add_parser(
@@ -204,6 +222,8 @@ def run_augment(args: argparse.Namespace) -> int:
         options["contrast_template"] = args.contrast_template
     if args.user_template:
         options["user_template"] = args.user_template
+    options.update(length_ratio=args.length_ratio, verify=args.verify,
+                   verify_turns=args.verify_turns, judge_template=args.judge_template)  # fmt: skip
     config = MusicConfig(**options)
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
@@ -219,7 +239,16 @@ def run_augment(args: argparse.Namespace) -> int:
         cache=args.cache,
         **_backend_options(args),
     )
-    augmenter = MusicAugmenter(config, backend)
+    judge = None
+    if args.judge_model or args.judge_base_url:
+        judge = create_backend(
+            "openai" if args.judge_base_url else args.backend,
+            model=args.judge_model,
+            base_url=args.judge_base_url,
+            concurrency=args.concurrency,
+            cache=f"{args.cache}.judge" if args.cache else None,
+        )
+    augmenter = MusicAugmenter(config, backend, judge_backend=judge)
     writer = _Writer(Path(args.output))
     try:
         with tqdm(total=len(rows), unit="row", desc="augment", file=sys.stderr) as bar:
@@ -234,6 +263,8 @@ def run_augment(args: argparse.Namespace) -> int:
     finally:
         writer.close()
         backend.close()
+        if judge is not None:
+            judge.close()
     print(f"wrote {augmenter.summary.pairs_out + augmenter.summary.failed} rows to {args.output}")
     print(augmenter.summary.format())
     if args.summary_json:

@@ -124,3 +124,34 @@ def test_backend_flag_the_backend_lacks_is_a_clear_error(tmp_path: Path) -> None
     status = main(["augment", str(source), "-o", str(out), "--backend", "fake", "--rpm", "5"])
     assert status == 2
     assert not out.exists()
+
+
+def test_quality_controls_from_the_command_line(
+    tmp_path: Path, mt_bench_records: Any, capsys: Any
+) -> None:
+    source = _write_jsonl(tmp_path / "in.jsonl", mt_bench_records[:4])
+    out = tmp_path / "pairs.jsonl"
+    status = main(
+        [
+            "augment",
+            str(source),
+            "-o",
+            str(out),
+            "--backend",
+            "fake",
+            "--max-turns",
+            "2",
+            "--verify",
+            "mark",
+            "--verify-turns",
+            "last",
+            "--length-ratio",
+            "3",
+        ]
+    )
+    assert status == 0
+    rows = read_rows(str(out))
+    # the echo backend is no judge: its "verdicts" parse to nothing, so nothing is confirmed
+    assert [r["music_metadata"]["status"] for r in rows] == ["unverified"] * 4
+    assert all(len(r["music_metadata"]["verification"]["turns"]) == 1 for r in rows)
+    assert "judge verification: 0 confirmed, 4 not confirmed" in capsys.readouterr().out
