@@ -186,8 +186,8 @@ class MusicAugmenter:
         Every row is planned before the first request (so ``on_error="raise"`` on a bad row
         sends nothing) and all rows are in flight together, as in one ``datasets.map`` batch.
         """
-        window = scheduler.Window()  # everything at once
-        outputs = self._augment(records, window=window, eager=True)
+        rows = [self._admit(record) for record in records]
+        outputs = self._drive(rows, window=scheduler.Window())  # everything at once
         return [row for group in outputs for row in group]
 
     def iter_augment(
@@ -207,26 +207,17 @@ class MusicAugmenter:
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        return self._augment(records, batch_size=batch_size)
+        return self._drive(map(self._admit, records), batch_size=batch_size)
 
-    def _augment(
+    def _drive(
         self,
-        records: Iterable[Any],
+        rows: Iterable[_Row],
         *,
         window: scheduler.Window | None = None,
         batch_size: int = 16,
-        eager: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         stream = open_stream(self.backend)
-        if window is None:
-            window = scheduler.Window.for_stream(stream, batch_size)
-        rows = [self._admit(record) for record in records] if eager else None
-        return self._drive(rows if rows is not None else map(self._admit, records), stream,
-                           window)  # fmt: skip
-
-    def _drive(
-        self, rows: Iterable[_Row], stream: Any, window: scheduler.Window
-    ) -> Iterator[list[dict[str, Any]]]:
+        window = window or scheduler.Window.for_stream(stream, batch_size)
         started = time.perf_counter()
         calls = stream.calls
         held: list[list[dict[str, Any]]] = []  # rows waiting for one judge wave
