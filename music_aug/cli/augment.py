@@ -9,7 +9,6 @@ Nothing MUSIC-specific is decided here.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import textwrap
@@ -110,36 +109,13 @@ def register(subparsers: Any) -> None:
 
 # ----------------------------------------------------------------------------- input/output
 def read_rows(source: str, *, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a local jsonl/json(.gz)/parquet file, or of a hub dataset split."""
-    path = Path(source)
-    name = path.name.lower()
-    if path.is_file():
-        if name.endswith(".parquet"):
-            import datasets
+    """Rows of a local jsonl/json(.gz)/parquet file, or of a hub dataset split.
 
-            return list(datasets.Dataset.from_parquet(str(path)).to_list())
-        opener: Any = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            if ".jsonl" in name:
-                rows = []
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise UserInputError(f"{path}:{number}: not valid JSON ({error})") from None
-                return rows
-            if ".json" in name:
-                data = json.load(handle)
-                return list(data if isinstance(data, list) else data.get("data", [data]))
-        raise UserInputError(f"{path}: unknown file type; use .jsonl, .json(.gz) or .parquet")
-    local_suffixes = (".jsonl", ".json", ".gz", ".parquet")
-    if path.exists() or name.endswith(local_suffixes) or source.startswith((".", "/", "~")):
-        raise UserInputError(f"input file {source!r} does not exist (or is not a file)")
-    import datasets
+    The same reader as every other command (``music_aug.records.read_records``).
+    """
+    from music_aug.records import read_records
 
-    return list(datasets.load_dataset(source, split=split).to_list())
+    return read_records(source, split=split)
 
 
 def _shard(rows: list[dict[str, Any]], spec: str | None) -> list[dict[str, Any]]:
