@@ -27,11 +27,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from music_aug.backends.base import Backend, ChatRequest, ChatResult
+from music_aug.backends.info import backend_info
 from music_aug.branches import Branch, PairJob, StepFailure, derive_seed
 from music_aug.config import MusicConfig
-from music_aug.errors import AugmentationError, ConfigError, MusicAugError, UserInputError
+from music_aug.errors import (
+    AugmentationError,
+    BackendUnusableError,
+    ConfigError,
+    MusicAugError,
+    UserInputError,
+)
+from music_aug.failfast import FailFast
 from music_aug.pairs import PairBuilder, PairInvariantError, output_table
 from music_aug.perturb import InstructionPerturber
+from music_aug.prompt_style import resolve_prompt_style, role_templates
 from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.summary import RunSummary
@@ -64,10 +73,16 @@ class MusicAugmenter:
         self.selector = TurnSelector(
             config.branch, contrast_turns=config.contrast_turns, max_turns=config.max_turns
         )
-        self.perturber = InstructionPerturber(
-            config.contrast_template, config.contrast_sampling, config.max_attempts
+        info = backend_info(backend)
+        # prompt_style is resolved here, once per augmenter, from the backend's name (#15).
+        self.prompt_style = resolve_prompt_style(config.prompt_style, backend)
+        contrast_template, user_template = role_templates(
+            self.prompt_style, config.contrast_template, config.user_template
         )
-        self.user = UserSimulator(config.user_template, config.user_sampling)
+        self.perturber = InstructionPerturber(
+            contrast_template, config.contrast_sampling, config.max_attempts
+        )
+        self.user = UserSimulator(user_template, config.user_sampling)
         self.assistant = AssistantSimulator(
             config.assistant_template, config.assistant_sampling, config.assistant_system_prompt
         )
@@ -80,12 +95,15 @@ class MusicAugmenter:
             "assistant": self.assistant.template.hash if self.assistant.template else None,
         }
         self.builder = PairBuilder(
-            backend=str(getattr(backend, "name", type(backend).__name__)),
-            model=str(getattr(backend, "model", "unknown")),
+            backend=info.kind,
+            model=info.model,
             template_hashes=self.template_hashes,
             user_turns=config.user_turns,
             version=self.version,
+            prompt_style=self.prompt_style,
+            seed_honoured=info.honours_seed,
         )
+        self.failfast = FailFast(info)
         self.summary = RunSummary()
         self._rows_seen = 0
 
@@ -111,6 +129,7 @@ class MusicAugmenter:
             self.builder.backend,
             self.builder.model,
             repr(sorted(self.template_hashes.items())),
+            self.prompt_style,
             self.version,
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -175,7 +194,11 @@ class MusicAugmenter:
         self.summary.rows_in += len(records)
         first_row = self._rows_seen
         self._rows_seen += len(records)
-        self._run_waves(jobs)
+        try:
+            self._run_waves(jobs)
+        except BackendUnusableError as error:
+            error.rows = self._salvage(jobs)
+            raise
         for job in jobs:
             outputs[job.row - first_row].extend(self._finish(job))
         self.summary.wall_time_s += time.perf_counter() - started
@@ -223,7 +246,8 @@ class MusicAugmenter:
                     f"backend {self.builder.backend!r} returned {len(results)} results for "
                     f"{len(wave)} requests; a Backend must return one result per request"
                 )
-            for (job, branch, _), result in zip(wave, results, strict=True):
+            for (job, branch, request), result in zip(wave, results, strict=True):
+                self.failfast.observe(request, result)
                 job.usage["prompt_tokens"] += result.usage.prompt_tokens
                 job.usage["completion_tokens"] += result.usage.completion_tokens
                 job.usage["requests"] += 1
@@ -353,6 +377,14 @@ class MusicAugmenter:
         common["contrast_turns"] = list(selection.contrast_turns[: len(job.contrasts)])
         common["original_instructions"] = job.originals[: len(job.contrasts)]
         return self._failed(job.source.to_messages(), failure.reason, str(failure), common)
+
+    def _salvage(self, jobs: list[PairJob]) -> list[dict[str, Any]]:
+        """Rows of the pairs that finished before a fail-fast stop; the rest are left out
+        (not marked failed: a rerun redoes them, the request cache serves what was paid)."""
+        done = [job for job in jobs if job.error is None and all(
+            branch.phase == "done" for branch in job.branches
+        )]  # fmt: skip
+        return [row for job in done for row in self._finish(job)]
 
     def _fail_row(
         self, out: list[dict[str, Any]], record: Any, row: int, reason: str, message: str
