@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from music_aug import MusicAugmenter, MusicConfig
 from music_aug.backends.base import ChatRequest, ChatResult
+from music_aug.backends.fake import EchoBackend, FunctionBackend
 from music_aug.backends.info import BackendInfo
 from music_aug.errors import BackendUnusableError, MusicAugError
 from music_aug.failfast import FailFast
@@ -61,3 +65,30 @@ def test_transient_and_in_process_failures_never_stop(error: str) -> None:
     detector = FailFast(INFO, first_k=2)
     for _ in range(10):
         detector.observe(CHAT, ChatResult.failure(error))
+
+
+def test_the_augmenter_stops_and_hands_back_the_pairs_that_finished(
+    mt_bench_records: list[dict[str, Any]],
+) -> None:
+    rows = mt_bench_records[:12]
+    config = MusicConfig(max_turns=3)
+    clean = MusicAugmenter(config, EchoBackend()).augment_records(rows)
+    echo = EchoBackend()
+    waves = {"n": 0}
+
+    class Revoked(FunctionBackend):
+        def generate(self, requests: Any) -> list[ChatResult]:
+            waves["n"] += 1
+            if waves["n"] <= 3:
+                return echo.generate(requests)
+            return [ChatResult.failure("http_401: credentials rejected") for _ in requests]
+
+    augmenter = MusicAugmenter(config, Revoked(lambda request: "", model="fake-echo"))
+    with pytest.raises(BackendUnusableError) as caught:
+        augmenter.augment_records(rows)
+    finished = caught.value.rows
+    assert waves["n"] == 4  # stopped at the first wave that failed
+    assert 1 <= len(finished) < len(rows)  # pairs branching late finish in 3 waves
+    by_id = {row["music_metadata"]["source_id"]: row for row in clean}
+    for row in finished:
+        assert row == by_id[row["music_metadata"]["source_id"]]
