@@ -28,12 +28,15 @@ from typing import Any, cast
 
 from music_aug import scheduler
 from music_aug.backends.base import Backend, ChatRequest, ChatResult
+from music_aug.backends.info import backend_info
 from music_aug.backends.stream import open_stream
 from music_aug.branches import PairJob, StepFailure
 from music_aug.config import MusicConfig
-from music_aug.errors import AugmentationError, ConfigError, UserInputError
+from music_aug.errors import AugmentationError, BackendUnusableError, ConfigError, UserInputError
+from music_aug.failfast import FailFast
 from music_aug.pairs import PairBuilder, PairInvariantError, output_table
 from music_aug.perturb import InstructionPerturber
+from music_aug.prompt_style import resolve_prompt_style, role_templates
 from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.steps import PairStepper
@@ -79,10 +82,16 @@ class MusicAugmenter:
         self.selector = TurnSelector(
             config.branch, contrast_turns=config.contrast_turns, max_turns=config.max_turns
         )
-        self.perturber = InstructionPerturber(
-            config.contrast_template, config.contrast_sampling, config.max_attempts
+        info = backend_info(backend)
+        # prompt_style is resolved here, once per augmenter, from the backend's name (#15).
+        self.prompt_style = resolve_prompt_style(config.prompt_style, backend)
+        contrast_template, user_template = role_templates(
+            self.prompt_style, config.contrast_template, config.user_template
         )
-        self.user = UserSimulator(config.user_template, config.user_sampling)
+        self.perturber = InstructionPerturber(
+            contrast_template, config.contrast_sampling, config.max_attempts
+        )
+        self.user = UserSimulator(user_template, config.user_sampling)
         self.assistant = AssistantSimulator(
             config.assistant_template, config.assistant_sampling, config.assistant_system_prompt
         )
@@ -95,12 +104,15 @@ class MusicAugmenter:
             "assistant": self.assistant.template.hash if self.assistant.template else None,
         }
         self.builder = PairBuilder(
-            backend=str(getattr(backend, "name", type(backend).__name__)),
-            model=str(getattr(backend, "model", "unknown")),
+            backend=info.kind,
+            model=info.model,
             template_hashes=self.template_hashes,
             user_turns=config.user_turns,
             version=self.version,
+            prompt_style=self.prompt_style,
+            seed_honoured=info.honours_seed,
         )
+        self.failfast = FailFast(info)
         self.summary = RunSummary()
         self.stepper = PairStepper(config, self.perturber, self.user, self.assistant, self.summary)
         self._rows_seen = 0
@@ -128,6 +140,7 @@ class MusicAugmenter:
             self.builder.backend,
             self.builder.model,
             repr(sorted(self.template_hashes.items())),
+            self.prompt_style,
             self.version,
         ]
         if self.verifier is not None:
@@ -187,7 +200,15 @@ class MusicAugmenter:
         sends nothing) and all rows are in flight together, as in one ``datasets.map`` batch.
         """
         rows = [self._admit(record) for record in records]
-        outputs = self._drive(rows, window=scheduler.Window())  # everything at once
+        outputs: list[list[dict[str, Any]]] = []
+        try:
+            for group in self._drive(rows, window=scheduler.Window()):  # everything at once
+                outputs.append(group)
+        except BackendUnusableError as error:
+            # hand back the pairs that finished (emitted, or done but not yet emitted)
+            done = [r for group in outputs for r in group if r["music_metadata"]["status"] == "ok"]
+            error.rows = done + self._salvage(rows[len(outputs) :])
+            raise
         return [row for group in outputs for row in group]
 
     def iter_augment(
@@ -291,7 +312,8 @@ class MusicAugmenter:
         if self.config.on_error == "raise":
             raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
 
-    def _receive(self, job: PairJob, side: int, result: ChatResult) -> None:
+    def _receive(self, job: PairJob, side: int, request: ChatRequest, result: ChatResult) -> None:
+        self.failfast.observe(request, result)  # a run that cannot succeed stops here
         branch = job.branches[side]
         usage = result.usage
         job.record(branch, usage.prompt_tokens, usage.completion_tokens)
@@ -342,6 +364,12 @@ class MusicAugmenter:
         common["contrast_instructions"] = job.contrasts[:kept]
         return self._failed(job.source.to_messages(), failure.reason, str(failure), common)
 
+    def _salvage(self, rows: list[_Row]) -> list[dict[str, Any]]:
+        """Pairs of ``rows`` that finished before a fail-fast stop; the rest are left out
+        (not marked failed: a rerun redoes them, the request cache serves what was paid)."""
+        done = [job for work in rows for job in work.jobs if job.error is None and job.settled]
+        return [row for job in done for row in self._finish(job)]
+
     def _fail_row(
         self, out: list[dict[str, Any]], record: Any, row: int, reason: str, message: str
     ) -> None:
@@ -367,7 +395,7 @@ class MusicAugmenter:
 class _Row:
     """One input row as the scheduler sees it: its pairs' branches, requests and results."""
 
-    __slots__ = ("augmenter", "jobs", "planned", "row", "weight")
+    __slots__ = ("augmenter", "jobs", "planned", "row", "sent", "weight")
 
     def __init__(
         self, row: int, jobs: list[PairJob], planned: list[dict[str, Any]], augmenter: Any
@@ -376,6 +404,7 @@ class _Row:
         self.jobs = jobs
         self.planned = planned  # output rows known at planning time (a failed row)
         self.augmenter = augmenter
+        self.sent: dict[tuple[int, int], ChatRequest] = {}  # in flight, by (job, side)
         # generated turns of the longest pair: about how long its dependency chain is
         self.weight = max((j.selection.num_turns - j.selection.branch_turn for j in jobs),
                           default=0)  # fmt: skip
@@ -388,12 +417,14 @@ class _Row:
                     request = self.augmenter._next_request(job, side)
                     if request is not None:
                         branch.sent = True
+                        self.sent[j, side] = request
                         wanted.append(((j, side), request))
         return wanted
 
     def receive(self, handle: object, result: ChatResult) -> None:
         index, side = cast("tuple[int, int]", handle)
-        self.augmenter._receive(self.jobs[index], side, result)
+        request = self.sent.pop((index, side))
+        self.augmenter._receive(self.jobs[index], side, request, result)
 
     @property
     def finished(self) -> bool:

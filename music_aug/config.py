@@ -59,7 +59,13 @@ class MusicConfig(BaseModel):
             source) or ``"prompt"`` (only the shared history plus the branch instruction).
         input_format: ``"auto"`` or a format name understood by ``music_aug.formats``.
         repair: repair malformed conversations on input (see ``formats.repair_messages``).
-        contrast_template, user_template: package template name or path to a ``.jinja`` file.
+        prompt_style: ``"auto"`` (chat templates for chat backends: OpenAI-compatible
+            servers, vLLM; the few-shot completion templates for the embedded llama.cpp
+            model and the fakes), ``"chat"`` or ``"completion"`` to force either. Resolved
+            by ``music_aug.prompt_style.resolve_prompt_style`` (issue 15).
+        contrast_template, user_template: ``None`` (the template of the resolved prompt
+            style), a package template name or a path to a ``.jinja`` file. An explicit
+            template wins over ``prompt_style``.
         assistant_template: ``None`` (send the conversation as chat messages), a package
             template name or a path.
         assistant_system_prompt: system message for answers when the source has none.
@@ -93,8 +99,9 @@ class MusicConfig(BaseModel):
     source_side: Literal["chosen", "prompt"] = "chosen"
     input_format: str = "auto"
     repair: bool = False
-    contrast_template: str = "contrast_fewshot"
-    user_template: str = "user_fewshot"
+    prompt_style: Literal["auto", "chat", "completion"] = "auto"
+    contrast_template: str | None = None
+    user_template: str | None = None
     assistant_template: str | None = None
     assistant_system_prompt: str | None = None
     contrast_sampling: SamplingParams = Field(default_factory=lambda: default_sampling("contrast"))

@@ -44,6 +44,8 @@ METADATA_KEYS = (
     "backend",
     "model",
     "template_hashes",
+    "prompt_style",
+    "seed_honoured",
     "usage",
     "version",
     "status",
@@ -82,6 +84,8 @@ def output_features() -> Any:
                     "user": Value("string"),
                     "assistant": Value("string"),
                 },
+                "prompt_style": Value("string"),
+                "seed_honoured": Value("bool"),
                 "usage": {
                     "prompt_tokens": Value("int64"),
                     "completion_tokens": Value("int64"),
@@ -210,6 +214,9 @@ class PairBuilder:
         template_hashes: ``{"contrast": ..., "user": ..., "assistant": ...}``.
         user_turns: ``"simulate"`` or ``"replay"``.
         version: ``music_aug`` version string.
+        prompt_style: the resolved prompt style, ``"chat"`` or ``"completion"``.
+        seed_honoured: ``False`` when the backend is known to ignore sampling seeds
+            (reproducibility then rests on the request cache).
     """
 
     def __init__(
@@ -220,8 +227,12 @@ class PairBuilder:
         template_hashes: Mapping[str, str | None],
         user_turns: str,
         version: str,
+        prompt_style: str = "completion",
+        seed_honoured: bool = True,
     ) -> None:
         self.backend = backend
+        self.prompt_style = prompt_style
+        self.seed_honoured = seed_honoured
         self.model = model
         self.template_hashes = dict(template_hashes)
         self.user_turns = user_turns
@@ -241,6 +252,8 @@ class PairBuilder:
             "backend": self.backend,
             "model": self.model,
             "template_hashes": dict(self.template_hashes),
+            "prompt_style": self.prompt_style,
+            "seed_honoured": self.seed_honoured,
             "usage": {
                 "prompt_tokens": int(usage.get("prompt_tokens", 0)),
                 "completion_tokens": int(usage.get("completion_tokens", 0)),

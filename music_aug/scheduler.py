@@ -15,8 +15,6 @@ This module knows nothing about MUSIC; policy (retries, validation) lives in the
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,8 +31,8 @@ class Work(Protocol):
     """One input row's share of the run."""
 
     row: int
-    # how long the row's longest dependency chain is expected to be (any unit): among the
-    # rows read ahead, longer ones start first, so the run does not end on a long row
+    # how long the row's longest dependency chain is expected to be (any unit): at the end
+    # of the input, longer rows start first, so the run does not end on a long row
     weight: int
 
     def ready(self) -> list[tuple[object, ChatRequest]]:
@@ -64,9 +62,10 @@ class Window:
             (``None``: no limit of its own).
         buffered: most rows held at once, finished or not (a slow row at the head of the
             input holds later finished rows back, since rows leave in input order).
-        lookahead: rows read ahead of those started; the heaviest starts first. Near the
-            end of the input this is longest-chain-first scheduling, which keeps the
-            backend full while the last rows drain (0: start rows in input order).
+        lookahead: rows read ahead of those started. Rows start in input order; once the
+            whole input is read, the heaviest of the rows left starts first: for the last
+            rows this is longest-chain-first scheduling, which keeps the backend full while
+            they drain (0: always input order).
     """
 
     rows: int | None = None
@@ -98,12 +97,11 @@ def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W
     source = iter(works)
     exhausted = False
     order: deque[W] = deque()  # rows read, input order
-    ahead: list[tuple[int, int, W]] = []  # rows read but not started: (-weight, seq, row)
+    ahead: list[W] = []  # rows read but not started, input order
     in_flight: dict[int, tuple[W, object]] = {}
     batch: list[tuple[int, ChatRequest]] = []
     unfinished = 0
     ticket = 0
-    sequence = itertools.count()
 
     def take(work: W) -> None:
         nonlocal ticket
@@ -125,13 +123,15 @@ def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W
                 exhausted = True
                 return
             order.append(work)
-            heapq.heappush(ahead, (-work.weight, next(sequence), work))
+            ahead.append(work)
 
     try:
         while True:
             read_ahead()
             while ahead and _room(window, unfinished, len(in_flight)):
-                work = heapq.heappop(ahead)[2]
+                # in input order; once the input is all read, the heaviest row first
+                pick = max(range(len(ahead)), key=lambda k: ahead[k].weight) if exhausted else 0
+                work = ahead.pop(pick)
                 take(work)
                 if not work.finished:
                     unfinished += 1
@@ -143,7 +143,7 @@ def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W
                 yield order.popleft()
             if not in_flight:
                 if unfinished:
-                    waiting = {id(entry[2]) for entry in ahead}
+                    waiting = {id(entry) for entry in ahead}
                     stuck = next(w for w in order if not w.finished and id(w) not in waiting)
                     raise BackendError(f"row {stuck.row}: nothing in flight and nothing to send")
                 if exhausted and not order and not ahead:

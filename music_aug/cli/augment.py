@@ -93,6 +93,34 @@ def register(subparsers: Any) -> None:
     quality.add_argument("--judge-template", help="judge template name or path (verify_turn)")
     quality.add_argument("--judge-model", help="a separate judge: model name (else the simulator)")
     quality.add_argument("--judge-base-url", help="a separate judge: OpenAI-compatible server URL")
+    provider = parser.add_argument_group("API providers (issue 15)")
+    provider.add_argument(
+        "--prompt-style",
+        default="auto",
+        choices=["auto", "chat", "completion"],
+        help="chat or few-shot completion prompts for the rewriter and user simulator; auto: "
+        "completion for llamacpp/fake, chat for openai/vllm",
+    )
+    provider.add_argument("--assistant-template", help="package template name or .jinja path")
+    provider.add_argument("--system-prompt", help="system message of the assistant simulator")
+    provider.add_argument(
+        "--token-param",
+        choices=["auto", "max_tokens", "max_completion_tokens"],
+        help="openai backend: how the token budget is sent (auto: max_tokens, switching once "
+        "to max_completion_tokens when the server rejects max_tokens)",
+    )
+    provider.add_argument(
+        "--server-ignores-seed",
+        action="store_true",
+        help="openai backend: the server ignores seed; recorded in provenance",
+    )
+    provider.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the estimated requests, tokens and cost, and send nothing",
+    )
+    provider.add_argument("--price-in", type=float, help="USD per 1M prompt tokens")
+    provider.add_argument("--price-out", type=float, help="USD per 1M completion tokens")
     parser.set_defaults(handler=run_augment)
 
     show = subparsers.add_parser(
@@ -165,8 +193,11 @@ class _Writer:
 # ----------------------------------------------------------------------------- augment
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     """The backend flags the user set; create_backend rejects ones the backend lacks."""
-    names = ("api_key_env", "timeout", "max_retries", "rpm", "tpm")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    names = ("api_key_env", "timeout", "max_retries", "rpm", "tpm", "token_param")
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.server_ignores_seed:
+        options["honours_seed"] = False
+    return options
 
 
 def run_augment(args: argparse.Namespace) -> int:
@@ -177,6 +208,7 @@ def run_augment(args: argparse.Namespace) -> int:
     from music_aug.augmenter import MusicAugmenter
     from music_aug.backends.registry import create_backend
     from music_aug.config import MusicConfig, default_sampling
+    from music_aug.summary import Prices
 
     options: dict[str, Any] = {
         "max_turns": args.max_turns,
@@ -200,6 +232,11 @@ def run_augment(args: argparse.Namespace) -> int:
         options["user_template"] = args.user_template
     options.update(length_ratio=args.length_ratio, verify=args.verify,
                    verify_turns=args.verify_turns, judge_template=args.judge_template)  # fmt: skip
+    if args.assistant_template:
+        options["assistant_template"] = args.assistant_template
+    if args.system_prompt:
+        options["assistant_system_prompt"] = args.system_prompt
+    options["prompt_style"] = args.prompt_style
     config = MusicConfig(**options)
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
@@ -207,6 +244,12 @@ def run_augment(args: argparse.Namespace) -> int:
     if args.limit is not None:
         rows = rows[: args.limit]
     rows = _shard(rows, args.shard)
+    prices = Prices(args.price_in, args.price_out)
+    if args.dry_run:
+        from music_aug.estimate import estimate_run
+
+        print(estimate_run(rows, config, backend_kind=args.backend).format(prices))
+        return 0
     backend = create_backend(
         args.backend,
         model=args.model,
@@ -242,7 +285,7 @@ def run_augment(args: argparse.Namespace) -> int:
         if judge is not None:
             judge.close()
     print(f"wrote {augmenter.summary.pairs_out + augmenter.summary.failed} rows to {args.output}")
-    print(augmenter.summary.format())
+    print(augmenter.summary.format(prices))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(augmenter.summary.to_dict(), indent=2))
     return 0

@@ -104,16 +104,20 @@ def test_openai_flags_reach_the_backend() -> None:
     from music_aug.backends.registry import create_backend
     from music_aug.cli.augment import _backend_options
 
-    args = argparse.Namespace(api_key_env="MY_KEY", timeout=7.5, max_retries=2, rpm=30.0, tpm=None)
-    backend = create_backend(
+    args = argparse.Namespace(
+        api_key_env="MY_KEY", timeout=7.5, max_retries=2, rpm=30.0, tpm=None,
+        token_param="max_completion_tokens", server_ignores_seed=True,
+    )  # fmt: skip
+    backend: Any = create_backend(
         "openai", model="m", base_url="http://127.0.0.1:9/v1", **_backend_options(args)
     )
-    assert (backend.api_key_env, backend.timeout, backend.max_retries, backend.rpm) == (  # type: ignore[attr-defined]
+    assert (backend.api_key_env, backend.timeout, backend.max_retries, backend.rpm) == (
         "MY_KEY",
         7.5,
         2,
         30.0,
     )
+    assert (backend.token_param, backend.honours_seed) == ("max_completion_tokens", False)
     assert backend.tpm is None  # type: ignore[attr-defined]
 
 
