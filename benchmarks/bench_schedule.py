@@ -66,13 +66,14 @@ class Chains:
 
     def __init__(self, model: latency_server.LatencyModel) -> None:
         self.model = model
-        self.seconds: dict[tuple[int, str], float] = defaultdict(float)
+        self.seconds: dict[tuple[str, int, str], float] = defaultdict(float)
         original = PairStepper.receive
         chains = self
 
         def receive(stepper: PairStepper, job: Any, branch: Any, result: ChatResult) -> None:
             tokens = result.usage.completion_tokens
-            chains.seconds[(id(job), branch.side)] += model.seconds(tokens) if tokens else 0.0
+            key = (job.source_id, job.seed, branch.side)  # id(job) is reused once freed
+            chains.seconds[key] += model.seconds(tokens) if tokens else 0.0
             original(stepper, job, branch, result)
 
         PairStepper.receive = receive  # type: ignore[method-assign]

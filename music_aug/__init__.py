@@ -16,6 +16,7 @@ from music_aug.conversation import Conversation, Message, PreferencePair, Turn
 from music_aug.errors import (
     AugmentationError,
     BackendError,
+    BackendUnusableError,
     ConfigError,
     InvalidConversationError,
     MissingDependencyError,
@@ -25,6 +26,7 @@ from music_aug.errors import (
     UnknownFormatError,
     UserInputError,
 )
+from music_aug.estimate import RunEstimate, estimate_run
 from music_aug.evaluation import (
     PairwiseJudge,
     Scorer,
@@ -36,7 +38,7 @@ from music_aug.pairs import PairBuilder, mix
 from music_aug.perturb import InstructionPerturber
 from music_aug.selection import TurnSelector
 from music_aug.simulate import AssistantSimulator, UserSimulator
-from music_aug.summary import RunSummary
+from music_aug.summary import Prices, RunSummary
 
 __version__ = "0.1.0"
 
@@ -54,6 +56,10 @@ __all__ = [  # noqa: RUF022 - grouped by topic
     "MusicConfig",
     "PairBuilder",
     "RunSummary",
+    # cost
+    "Prices",
+    "RunEstimate",
+    "estimate_run",
     "TurnSelector",
     "UserSimulator",
     "mix",
@@ -76,6 +82,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic
     # errors
     "AugmentationError",
     "BackendError",
+    "BackendUnusableError",
     "ConfigError",
     "InvalidConversationError",
     "MissingDependencyError",

@@ -28,19 +28,26 @@ from typing import Any, cast
 
 from music_aug import scheduler
 from music_aug.backends.base import Backend, ChatRequest, ChatResult
+from music_aug.backends.info import backend_info
 from music_aug.backends.stream import open_stream
 from music_aug.batches import OUTPUT_COLUMNS, is_batch, read_batch, read_example, write_batch
 from music_aug.branches import PairJob, StepFailure
 from music_aug.config import MusicConfig
-from music_aug.errors import AugmentationError, ConfigError, UserInputError
+from music_aug.errors import AugmentationError, BackendUnusableError, ConfigError, UserInputError
+from music_aug.failfast import FailFast
 from music_aug.pairs import PairBuilder, PairInvariantError
 from music_aug.perturb import InstructionPerturber
+from music_aug.prompt_style import resolve_prompt_style, role_templates
 from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.steps import PairStepper
 from music_aug.summary import RunSummary
+from music_aug.verify import ContrastVerifier
 
 __all__ = ["OUTPUT_COLUMNS", "MusicAugmenter", "RunSummary"]
+
+# rows whose pairs go to the judge together (one backend call per group)
+_VERIFY_ROWS = 64
 
 
 class MusicAugmenter:
@@ -49,6 +56,7 @@ class MusicAugmenter:
     Args:
         config: the ``MusicConfig``.
         backend: any object following the ``Backend`` Protocol.
+        judge_backend: the judge for ``config.verify`` (``None``: ``backend`` itself).
 
     Example:
         >>> from music_aug.backends.fake import EchoBackend
@@ -58,18 +66,32 @@ class MusicAugmenter:
         'ok'
     """
 
-    def __init__(self, config: MusicConfig, backend: Backend) -> None:
+    def __init__(
+        self, config: MusicConfig, backend: Backend, judge_backend: Backend | None = None
+    ) -> None:
         if not isinstance(config, MusicConfig):
             raise ConfigError(f"config must be a MusicConfig, got {type(config).__name__}")
         self.config = config
         self.backend = backend
+        self.judge_backend = judge_backend
+        self.verifier: ContrastVerifier | None = None
+        if config.verify != "off":
+            self.verifier = ContrastVerifier(
+                judge_backend or backend, config.verify_turns, config.judge_template
+            )
         self.selector = TurnSelector(
             config.branch, contrast_turns=config.contrast_turns, max_turns=config.max_turns
         )
-        self.perturber = InstructionPerturber(
-            config.contrast_template, config.contrast_sampling, config.max_attempts
+        info = backend_info(backend)
+        # prompt_style is resolved here, once per augmenter, from the backend's name (#15).
+        self.prompt_style = resolve_prompt_style(config.prompt_style, backend)
+        contrast_template, user_template = role_templates(
+            self.prompt_style, config.contrast_template, config.user_template
         )
-        self.user = UserSimulator(config.user_template, config.user_sampling)
+        self.perturber = InstructionPerturber(
+            contrast_template, config.contrast_sampling, config.max_attempts
+        )
+        self.user = UserSimulator(user_template, config.user_sampling)
         self.assistant = AssistantSimulator(
             config.assistant_template, config.assistant_sampling, config.assistant_system_prompt
         )
@@ -82,12 +104,15 @@ class MusicAugmenter:
             "assistant": self.assistant.template.hash if self.assistant.template else None,
         }
         self.builder = PairBuilder(
-            backend=str(getattr(backend, "name", type(backend).__name__)),
-            model=str(getattr(backend, "model", "unknown")),
+            backend=info.kind,
+            model=info.model,
             template_hashes=self.template_hashes,
             user_turns=config.user_turns,
             version=self.version,
+            prompt_style=self.prompt_style,
+            seed_honoured=info.honours_seed,
         )
+        self.failfast = FailFast(info)
         self.summary = RunSummary()
         self.stepper = PairStepper(config, self.perturber, self.user, self.assistant, self.summary)
         self._rows_seen = 0
@@ -99,12 +124,13 @@ class MusicAugmenter:
         return {
             "config": self.config,
             "backend": self.backend,
+            "judge_backend": self.judge_backend,
             "template_hashes": self.template_hashes,
             "version": self.version,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["backend"])  # type: ignore[misc]
+        self.__init__(state["config"], state["backend"], state.get("judge_backend"))  # type: ignore[misc]
 
     @property
     def fingerprint(self) -> str:
@@ -114,8 +140,13 @@ class MusicAugmenter:
             self.builder.backend,
             self.builder.model,
             repr(sorted(self.template_hashes.items())),
+            self.prompt_style,
             self.version,
         ]
+        if self.verifier is not None:
+            judge = self.verifier.judge
+            parts += [str(getattr(judge.backend, "name", "?")),
+                      str(getattr(judge.backend, "model", "?")), judge.template.hash]  # fmt: skip
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     @property
@@ -166,8 +197,16 @@ class MusicAugmenter:
         Every row is planned before the first request (so ``on_error="raise"`` on a bad row
         sends nothing) and all rows are in flight together, as in one ``datasets.map`` batch.
         """
-        window = scheduler.Window()  # everything at once
-        outputs = self._augment(records, window=window, eager=True)
+        rows = [self._admit(record) for record in records]
+        outputs: list[list[dict[str, Any]]] = []
+        try:
+            for group in self._drive(rows, window=scheduler.Window()):  # everything at once
+                outputs.append(group)
+        except BackendUnusableError as error:
+            # hand back the pairs that finished (emitted, or done but not yet emitted)
+            done = [r for group in outputs for r in group if r["music_metadata"]["status"] == "ok"]
+            error.rows = done + self._salvage(rows[len(outputs) :])
+            raise
         return [row for group in outputs for row in group]
 
     def iter_augment(
@@ -187,34 +226,40 @@ class MusicAugmenter:
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        return self._augment(records, batch_size=batch_size)
+        return self._drive(map(self._admit, records), batch_size=batch_size)
 
-    def _augment(
+    def _drive(
         self,
-        records: Iterable[Any],
+        rows: Iterable[_Row],
         *,
         window: scheduler.Window | None = None,
         batch_size: int = 16,
-        eager: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         stream = open_stream(self.backend)
-        if window is None:
-            window = scheduler.Window.for_stream(stream, batch_size)
-        rows = [self._admit(record) for record in records] if eager else None
-        return self._drive(rows if rows is not None else map(self._admit, records), stream,
-                           window)  # fmt: skip
-
-    def _drive(
-        self, rows: Iterable[_Row], stream: Any, window: scheduler.Window
-    ) -> Iterator[list[dict[str, Any]]]:
+        window = window or scheduler.Window.for_stream(stream, batch_size)
         started = time.perf_counter()
         calls = stream.calls
+        held: list[list[dict[str, Any]]] = []  # rows waiting for one judge wave
         try:
             for work in scheduler.run(rows, stream, window):
-                yield work.planned + [row for job in work.jobs for row in self._finish(job)]
+                outputs = work.planned + [row for job in work.jobs for row in self._finish(job)]
+                if self.verifier is None:
+                    yield outputs
+                    continue
+                held.append(outputs)
+                if len(held) >= _VERIFY_ROWS:
+                    yield from self._verified(held)
+                    held = []
+            if held:
+                yield from self._verified(held)
         finally:
             self.summary.backend_calls += stream.calls - calls
             self.summary.wall_time_s += time.perf_counter() - started
+
+    def _verified(self, groups: list[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        """Judge the ``ok`` rows of ``groups`` in one wave; keep, mark or drop each."""
+        verifier = cast(ContrastVerifier, self.verifier)
+        yield from verifier.apply(groups, self.config.verify, self.summary)
 
     def _admit(self, record: Any) -> _Row:
         row = self._rows_seen
@@ -252,7 +297,21 @@ class MusicAugmenter:
         source_id = str(record_id) if record_id is not None else content[:16]
         return [PairJob(row, source, source_id, s, rng.getrandbits(31)) for s in selections]
 
-    def _receive(self, job: PairJob, side: int, result: ChatResult) -> None:
+    def _next_request(self, job: PairJob, side: int) -> ChatRequest | None:
+        branch = job.branches[side]
+        try:
+            return self.stepper.next_request(job, branch)
+        except StepFailure as failure:  # a step settled without a request (length control)
+            self._failed_step(job, side, failure)
+            return None
+
+    def _failed_step(self, job: PairJob, side: int, failure: StepFailure) -> None:
+        job.fail(job.branches[side], failure)
+        if self.config.on_error == "raise":
+            raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
+
+    def _receive(self, job: PairJob, side: int, request: ChatRequest, result: ChatResult) -> None:
+        self.failfast.observe(request, result)  # a run that cannot succeed stops here
         branch = job.branches[side]
         usage = result.usage
         job.record(branch, usage.prompt_tokens, usage.completion_tokens)
@@ -263,9 +322,7 @@ class MusicAugmenter:
         try:
             self.stepper.receive(job, branch, result)
         except StepFailure as failure:
-            job.fail(branch, failure)
-            if self.config.on_error == "raise":
-                raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
+            self._failed_step(job, side, failure)
         finally:
             job.mark_contrasts(branch)
 
@@ -284,10 +341,12 @@ class MusicAugmenter:
         failure = job.error
         if failure is None:
             chosen, rejected = job.branches
+            finish = {"chosen": chosen.finish_reasons, "rejected": rejected.finish_reasons}
             try:
                 row = self.builder.build(
                     chosen=chosen.messages,
                     rejected=rejected.messages,
+                    answer_finish_reasons=finish,
                     **common,
                 )
             except PairInvariantError as error:
@@ -302,6 +361,12 @@ class MusicAugmenter:
         common["original_instructions"] = job.originals[:kept]
         common["contrast_instructions"] = job.contrasts[:kept]
         return self._failed(job.source.to_messages(), failure.reason, str(failure), common)
+
+    def _salvage(self, rows: list[_Row]) -> list[dict[str, Any]]:
+        """Pairs of ``rows`` that finished before a fail-fast stop; the rest are left out
+        (not marked failed: a rerun redoes them, the request cache serves what was paid)."""
+        done = [job for work in rows for job in work.jobs if job.error is None and job.settled]
+        return [row for job in done for row in self._finish(job)]
 
     def _fail_row(
         self, out: list[dict[str, Any]], record: Any, row: int, reason: str, message: str
@@ -328,7 +393,7 @@ class MusicAugmenter:
 class _Row:
     """One input row as the scheduler sees it: its pairs' branches, requests and results."""
 
-    __slots__ = ("augmenter", "jobs", "planned", "row")
+    __slots__ = ("augmenter", "jobs", "planned", "row", "sent", "weight")
 
     def __init__(
         self, row: int, jobs: list[PairJob], planned: list[dict[str, Any]], augmenter: Any
@@ -337,22 +402,27 @@ class _Row:
         self.jobs = jobs
         self.planned = planned  # output rows known at planning time (a failed row)
         self.augmenter = augmenter
+        self.sent: dict[tuple[int, int], ChatRequest] = {}  # in flight, by (job, side)
+        # generated turns of the longest pair: about how long its dependency chain is
+        self.weight = max((j.selection.num_turns - j.selection.branch_turn for j in jobs),
+                          default=0)  # fmt: skip
 
     def ready(self) -> list[tuple[object, ChatRequest]]:
-        stepper = self.augmenter.stepper
         wanted: list[tuple[object, ChatRequest]] = []
         for j, job in enumerate(self.jobs):
             for side, branch in enumerate(job.branches):
                 if job.may_send(branch):
-                    request = stepper.next_request(job, branch)
+                    request = self.augmenter._next_request(job, side)
                     if request is not None:
                         branch.sent = True
+                        self.sent[j, side] = request
                         wanted.append(((j, side), request))
         return wanted
 
     def receive(self, handle: object, result: ChatResult) -> None:
         index, side = cast("tuple[int, int]", handle)
-        self.augmenter._receive(self.jobs[index], side, result)
+        request = self.sent.pop((index, side))
+        self.augmenter._receive(self.jobs[index], side, request, result)
 
     @property
     def finished(self) -> bool:

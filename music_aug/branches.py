@@ -44,8 +44,8 @@ class Branch:
     """One side of a pair: its messages so far, what it needs next, what it has spent."""
 
     __slots__ = (
-        "attempts", "contrast", "contrasts_after", "failure", "messages", "phase", "sent", "side",
-        "turn", "usage",
+        "answers", "attempts", "contrast", "contrasts_after", "failure", "finish_reasons",
+        "messages", "parked", "phase", "sent", "side", "turn", "usage",
     )  # fmt: skip
 
     def __init__(self, side: str, messages: list[dict[str, str]], phase: str, turn: int) -> None:
@@ -53,7 +53,7 @@ class Branch:
         # non-empty outputs; full validation happens once per pair in PairBuilder.
         self.side = side
         self.messages = messages
-        self.phase = phase  # "user" | "perturb" | "answer" | "done"
+        self.phase = phase  # "user" | "perturb" | "answer" | "balance" | "done"
         self.turn = turn  # index of the branch's last user message
         self.attempts = 0
         self.contrast: str | None = None
@@ -63,6 +63,10 @@ class Branch:
         # contrast instructions the pair had after it
         self.usage: list[tuple[int, int]] = []
         self.contrasts_after: list[int] = []
+        self.answers: dict[int, str] = {}  # accepted answer per user turn
+        self.finish_reasons: list[str] = []  # of each accepted answer, in order
+        # an answer waiting for the other branch's answer to the same turn (length control)
+        self.parked: tuple[str, str] | None = None
 
     @property
     def steps(self) -> int:

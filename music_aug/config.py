@@ -59,12 +59,31 @@ class MusicConfig(BaseModel):
             source) or ``"prompt"`` (only the shared history plus the branch instruction).
         input_format: ``"auto"`` or a format name understood by ``music_aug.formats``.
         repair: repair malformed conversations on input (see ``formats.repair_messages``).
-        contrast_template, user_template: package template name or path to a ``.jinja`` file.
+        prompt_style: ``"auto"`` (chat templates for chat backends: OpenAI-compatible
+            servers, vLLM; the few-shot completion templates for the embedded llama.cpp
+            model and the fakes), ``"chat"`` or ``"completion"`` to force either. Resolved
+            by ``music_aug.prompt_style.resolve_prompt_style`` (issue 15).
+        contrast_template, user_template: ``None`` (the template of the resolved prompt
+            style), a package template name or a path to a ``.jinja`` file. An explicit
+            template wins over ``prompt_style``.
         assistant_template: ``None`` (send the conversation as chat messages), a package
             template name or a path.
         assistant_system_prompt: system message for answers when the source has none.
         contrast_sampling, user_sampling, assistant_sampling: ``SamplingParams`` per role
             (their ``seed`` is ignored: MUSIC derives one per request).
+        length_ratio: length control (opt-in; ``None`` = off). At each contrast turn the
+            longer of the chosen and rejected answers may be at most this many times the
+            shorter (whitespace words); a rejected answer outside the band is redrawn with
+            a new seed like an invalid contrast instruction, up to ``max_attempts``, and
+            the pair fails as ``length_unbalanced`` after that.
+        verify: judge-verified contrast (opt-in): ``"off"``; ``"keep"`` (record the
+            order-swapped judge's verdict in ``music_metadata.verification``); ``"mark"``
+            (also give pairs the judge does not confirm ``status="unverified"``, which
+            ``mix`` and training skip); ``"drop"`` (leave them out, counted).
+        verify_turns: judge ``"contrast"`` (every contrast turn) or ``"last"`` (the last).
+        judge_template: the judge prompt (``None``: ``"verify_turn"``, chat, which asks
+            which final answer follows the last user message; or ``"judge_pairwise_fewshot"``
+            for a small local model).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -80,8 +99,9 @@ class MusicConfig(BaseModel):
     source_side: Literal["chosen", "prompt"] = "chosen"
     input_format: str = "auto"
     repair: bool = False
-    contrast_template: str = "contrast_fewshot"
-    user_template: str = "user_fewshot"
+    prompt_style: Literal["auto", "chat", "completion"] = "auto"
+    contrast_template: str | None = None
+    user_template: str | None = None
     assistant_template: str | None = None
     assistant_system_prompt: str | None = None
     contrast_sampling: SamplingParams = Field(default_factory=lambda: default_sampling("contrast"))
@@ -89,6 +109,10 @@ class MusicConfig(BaseModel):
     assistant_sampling: SamplingParams = Field(
         default_factory=lambda: default_sampling("assistant")
     )
+    length_ratio: float | None = Field(default=None, gt=1.0)
+    verify: Literal["off", "keep", "mark", "drop"] = "off"
+    verify_turns: Literal["contrast", "last"] = "contrast"
+    judge_template: str | None = None
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "AugmentationError",
     "BackendError",
+    "BackendUnusableError",
     "ConfigError",
     "InvalidConversationError",
     "MissingDependencyError",
@@ -110,6 +111,29 @@ class ModelBehaviorError(MusicAugError):
 
 class BackendError(MusicAugError):
     """A backend request failed after its retries were spent."""
+
+
+class BackendUnusableError(MusicAugError):
+    """The first results of a run show it cannot succeed (an endpoint the server lacks,
+    an unknown model, rejected credentials, a request every call gets 400 for).
+
+    Raised by ``music_aug.failfast.FailFast`` before more requests are paid for.
+
+    Attributes:
+        status: the HTTP status (401, 403, 404 or 400).
+        endpoint: the path that failed, e.g. ``"/v1/completions"``.
+        fix: what to change, in words (never an API key).
+        rows: output rows of pairs finished before the stop (the augmenter fills this in so
+            the CLI can write them); unfinished rows are not marked and are redone by a
+            rerun, which the request cache makes cheap.
+    """
+
+    def __init__(self, message: str, *, status: int, endpoint: str, fix: str) -> None:
+        self.status = status
+        self.endpoint = endpoint
+        self.fix = fix
+        self.rows: list[dict[str, object]] = []
+        super().__init__(f"{message}. Fix: {fix}")
 
 
 class AugmentationError(MusicAugError):

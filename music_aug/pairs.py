@@ -44,10 +44,14 @@ METADATA_KEYS = (
     "backend",
     "model",
     "template_hashes",
+    "prompt_style",
+    "seed_honoured",
     "usage",
     "version",
     "status",
     "error",
+    "answer_finish_reasons",
+    "verification",
 )
 
 
@@ -80,6 +84,8 @@ def output_features() -> Any:
                     "user": Value("string"),
                     "assistant": Value("string"),
                 },
+                "prompt_style": Value("string"),
+                "seed_honoured": Value("bool"),
                 "usage": {
                     "prompt_tokens": Value("int64"),
                     "completion_tokens": Value("int64"),
@@ -88,6 +94,16 @@ def output_features() -> Any:
                 "version": Value("string"),
                 "status": Value("string"),
                 "error": Value("string"),
+                "answer_finish_reasons": {
+                    "chosen": List(Value("string")),
+                    "rejected": List(Value("string")),
+                },
+                "verification": {
+                    "verdict": Value("string"),
+                    "turns": List(Value("int64")),
+                    "chosen_first": List(Value("string")),
+                    "chosen_second": List(Value("string")),
+                },
             },
         }
     )
@@ -198,6 +214,9 @@ class PairBuilder:
         template_hashes: ``{"contrast": ..., "user": ..., "assistant": ...}``.
         user_turns: ``"simulate"`` or ``"replay"``.
         version: ``music_aug`` version string.
+        prompt_style: the resolved prompt style, ``"chat"`` or ``"completion"``.
+        seed_honoured: ``False`` when the backend is known to ignore sampling seeds
+            (reproducibility then rests on the request cache).
     """
 
     def __init__(
@@ -208,8 +227,12 @@ class PairBuilder:
         template_hashes: Mapping[str, str | None],
         user_turns: str,
         version: str,
+        prompt_style: str = "completion",
+        seed_honoured: bool = True,
     ) -> None:
         self.backend = backend
+        self.prompt_style = prompt_style
+        self.seed_honoured = seed_honoured
         self.model = model
         self.template_hashes = dict(template_hashes)
         self.user_turns = user_turns
@@ -217,6 +240,7 @@ class PairBuilder:
 
     def _metadata(self, **fields: Any) -> dict[str, Any]:
         usage = fields.pop("usage", None) or {}
+        finish = fields.pop("answer_finish_reasons", None) or {}
         metadata = {
             "source_id": fields["source_id"],
             "branch_turn": fields.get("branch_turn"),
@@ -228,6 +252,8 @@ class PairBuilder:
             "backend": self.backend,
             "model": self.model,
             "template_hashes": dict(self.template_hashes),
+            "prompt_style": self.prompt_style,
+            "seed_honoured": self.seed_honoured,
             "usage": {
                 "prompt_tokens": int(usage.get("prompt_tokens", 0)),
                 "completion_tokens": int(usage.get("completion_tokens", 0)),
@@ -236,6 +262,11 @@ class PairBuilder:
             "version": self.version,
             "status": fields["status"],
             "error": fields.get("error"),
+            "answer_finish_reasons": {
+                "chosen": list(finish.get("chosen", ())),
+                "rejected": list(finish.get("rejected", ())),
+            },
+            "verification": None,
         }
         return metadata
 
@@ -251,8 +282,13 @@ class PairBuilder:
         contrast_instructions: Sequence[str],
         seed: int,
         usage: Mapping[str, int],
+        answer_finish_reasons: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, Any]:
-        """An ``ok`` row; raises ``PairInvariantError`` if the pair breaks an invariant."""
+        """An ``ok`` row; raises ``PairInvariantError`` if the pair breaks an invariant.
+
+        ``answer_finish_reasons`` maps ``"chosen"``/``"rejected"`` to the finish reason of
+        each generated answer from the branch turn on (``"length"``: cut by the budget).
+        """
         metadata = self._metadata(
             source_id=source_id,
             branch_turn=branch_turn,
@@ -262,6 +298,7 @@ class PairBuilder:
             seed=seed,
             usage=usage,
             status="ok",
+            answer_finish_reasons=answer_finish_reasons,
         )
         check_invariants(chosen, rejected, metadata)
         return {"chosen": chosen, "rejected": rejected, "music_metadata": metadata}

@@ -31,6 +31,9 @@ class Work(Protocol):
     """One input row's share of the run."""
 
     row: int
+    # how long the row's longest dependency chain is expected to be (any unit): at the end
+    # of the input, longer rows start first, so the run does not end on a long row
+    weight: int
 
     def ready(self) -> list[tuple[object, ChatRequest]]:
         """Requests needed now, each with a handle that comes back with its result."""
@@ -59,11 +62,16 @@ class Window:
             (``None``: no limit of its own).
         buffered: most rows held at once, finished or not (a slow row at the head of the
             input holds later finished rows back, since rows leave in input order).
+        lookahead: rows read ahead of those started. Rows start in input order; once the
+            whole input is read, the heaviest of the rows left starts first: for the last
+            rows this is longest-chain-first scheduling, which keeps the backend full while
+            they drain (0: always input order).
     """
 
     rows: int | None = None
     requests: int | None = None
     buffered: int | None = None
+    lookahead: int = 0
 
     @classmethod
     def for_stream(cls, stream: RequestStream, rows: int) -> Window:
@@ -74,7 +82,7 @@ class Window:
         # A little more than capacity is submitted so a freed slot is refilled by the
         # backend itself, without a round trip through this loop.
         target = capacity + max(4, capacity // 4)
-        return cls(requests=target, buffered=max(8 * target, 1024))
+        return cls(requests=target, buffered=max(8 * target, 1024), lookahead=target)
 
 
 def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W]:
@@ -88,7 +96,8 @@ def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W
     """
     source = iter(works)
     exhausted = False
-    order: deque[W] = deque()  # admitted rows, input order
+    order: deque[W] = deque()  # rows read, input order
+    ahead: list[W] = []  # rows read but not started, input order
     in_flight: dict[int, tuple[W, object]] = {}
     batch: list[tuple[int, ChatRequest]] = []
     unfinished = 0
@@ -101,18 +110,32 @@ def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W
             in_flight[ticket] = (work, handle)
             batch.append((ticket, request))
 
+    def read_ahead() -> None:
+        nonlocal exhausted
+        while (
+            not exhausted
+            and len(ahead) <= window.lookahead
+            and (window.buffered is None or len(order) < window.buffered)
+        ):
+            try:
+                work = next(source)
+            except StopIteration:
+                exhausted = True
+                return
+            order.append(work)
+            ahead.append(work)
+
     try:
         while True:
-            while not exhausted and _room(window, unfinished, len(in_flight), len(order)):
-                try:
-                    work = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                order.append(work)
+            read_ahead()
+            while ahead and _room(window, unfinished, len(in_flight)):
+                # in input order; once the input is all read, the heaviest row first
+                pick = max(range(len(ahead)), key=lambda k: ahead[k].weight) if exhausted else 0
+                work = ahead.pop(pick)
                 take(work)
                 if not work.finished:
                     unfinished += 1
+                read_ahead()
             if batch:
                 stream.submit(batch)
                 batch.clear()
@@ -120,9 +143,10 @@ def run(works: Iterable[W], stream: RequestStream, window: Window) -> Iterator[W
                 yield order.popleft()
             if not in_flight:
                 if unfinished:
-                    stuck = next(w for w in order if not w.finished)
+                    waiting = {id(entry) for entry in ahead}
+                    stuck = next(w for w in order if not w.finished and id(w) not in waiting)
                     raise BackendError(f"row {stuck.row}: nothing in flight and nothing to send")
-                if exhausted and not order:
+                if exhausted and not order and not ahead:
                     return
                 continue
             done = _wait(stream, in_flight)
@@ -159,12 +183,10 @@ def _wait(
     return done
 
 
-def _room(window: Window, unfinished: int, submitted: int, held: int) -> bool:
+def _room(window: Window, unfinished: int, submitted: int) -> bool:
     if window.rows is not None and unfinished >= window.rows:
         return False
-    if window.requests is not None and submitted >= window.requests:
-        return False
-    return window.buffered is None or held < window.buffered
+    return window.requests is None or submitted < window.requests
 
 
 def _guarded(work: Work, method, *args):  # type: ignore[no-untyped-def]

@@ -7,6 +7,11 @@ answer. After each answer a branch gets its next user turn (simulated from its o
 history, or replayed from the source). Invalid outputs are retried with a new sampling
 seed up to ``max_attempts``; a step that cannot succeed raises ``StepFailure``.
 
+Length control (``config.length_ratio``): a rejected answer at a contrast turn waits in
+phase ``"balance"`` until the chosen branch has answered the same turn, then is kept if
+the longer answer is at most ``length_ratio`` times the shorter (whitespace words), else
+redrawn with a new seed. The decision depends only on the two answers, never on timing.
+
 This module sends nothing and knows no scheduler: ``augmenter.py`` asks it for requests
 and hands it results, in whatever order they complete.
 """
@@ -61,6 +66,10 @@ class PairStepper:
                     self._add_user(job, branch, job.source.turns[turn].user)
                     continue
                 return self.user.request(branch.messages, seed=seed)
+            if phase == "balance":
+                if not self._balance(job, branch):
+                    return None  # still waiting for the chosen answer to this turn
+                continue
             if phase == "perturb":
                 history = branch.messages[:-1]
                 instruction = branch.messages[-1]["content"]
@@ -96,10 +105,56 @@ class PairStepper:
             if answer is None:
                 self._retry(branch, "empty_answer", "the assistant returned no text")
                 return
-            branch.messages.append({"role": "assistant", "content": answer})
-            branch.phase = "user"
-            branch.attempts = 0
-            branch.contrast = None
+            finish = result.finish_reason or "stop"
+            if self._balanced_turn(job, branch):
+                branch.parked = (answer, finish)
+                branch.phase = "balance"
+                return
+            self._accept(branch, answer, finish)
+
+    def _accept(self, branch: Branch, answer: str, finish: str) -> None:
+        branch.messages.append({"role": "assistant", "content": answer})
+        branch.answers[branch.turn] = answer
+        branch.finish_reasons.append(finish)
+        branch.phase = "user"
+        branch.attempts = 0
+        branch.contrast = None
+        branch.parked = None
+
+    def _balanced_turn(self, job: PairJob, branch: Branch) -> bool:
+        return (
+            self.config.length_ratio is not None
+            and branch.side == "rejected"
+            and branch.turn in job.selection.contrast_turns
+        )
+
+    def _balance(self, job: PairJob, branch: Branch) -> bool:
+        """Settle a parked rejected answer; ``False`` while the chosen one is not in yet.
+
+        Raises:
+            StepFailure: the answer is out of the band and no attempt is left.
+        """
+        if branch.parked is None:
+            raise RuntimeError(f"turn {branch.turn}: phase 'balance' without a parked answer")
+        chosen = job.branches[0]
+        reference = chosen.answers.get(branch.turn)
+        answer, finish = branch.parked
+        if reference is None:
+            if chosen.phase != "done":
+                return False
+            self._accept(branch, answer, finish)  # the chosen branch ended without it
+            return True
+        ratio = self.config.length_ratio or 1.0
+        words = len(answer.split()), len(reference.split())
+        if max(words) <= ratio * max(1, min(words)):
+            self._accept(branch, answer, finish)
+            return True
+        self.summary.length_rejected += 1
+        branch.parked = None
+        branch.phase = "answer"
+        self._retry(branch, "length_unbalanced", f"answer of {words[0]} words against the "
+                    f"chosen {words[1]} (length_ratio {ratio})")  # fmt: skip
+        return True
 
     def _receive_contrast(self, job: PairJob, branch: Branch, result: ChatResult) -> None:
         summary = self.summary

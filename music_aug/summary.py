@@ -14,7 +14,36 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["RunSummary"]
+__all__ = ["Prices", "RunSummary"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """Token prices in USD per 1M tokens; ``None`` means not given.
+
+    Used by ``music-aug augment --dry-run`` (the estimate) and the end-of-run summary
+    (the actual cost), so both are computed at the same prices.
+    """
+
+    input_per_m: float | None = None
+    output_per_m: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.input_per_m is not None or self.output_per_m is not None
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """USD for that many tokens (an unset price counts as 0)."""
+        return (
+            prompt_tokens * (self.input_per_m or 0.0)
+            + completion_tokens * (self.output_per_m or 0.0)
+        ) / 1e6
+
+    def describe(self) -> str:
+        def one(value: float | None) -> str:
+            return "unset" if value is None else f"${value:g}"
+
+        return f"{one(self.input_per_m)} in / {one(self.output_per_m)} out per 1M tokens"
 
 
 @dataclass
@@ -29,6 +58,9 @@ class RunSummary:
     perturbation_valid: int = 0
     perturbation_attempts: int = 0
     invalid_perturbations: dict[str, int] = field(default_factory=dict)
+    length_rejected: int = 0
+    verified: int = 0
+    unverified: int = 0
     usage: dict[str, int] = field(
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
     )
@@ -82,8 +114,14 @@ class RunSummary:
                 setattr(combined, f.name, mine + sign * theirs)
         return combined
 
-    def format(self) -> str:
-        """A few human-readable lines."""
+    def cost_usd(self, prices: Prices) -> float:
+        """What the run's tokens cost at ``prices`` (retries included; cache hits too)."""
+        return prices.cost(
+            self.usage.get("prompt_tokens", 0), self.usage.get("completion_tokens", 0)
+        )
+
+    def format(self, prices: Prices | None = None) -> str:
+        """A few human-readable lines; with ``prices``, also the run's cost."""
         rate = self.validity_rate
         rate_text = "n/a" if rate is None else f"{rate:.1%}"
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.failures_by_reason.items()))
@@ -96,9 +134,22 @@ class RunSummary:
             f"failures by reason: {reasons or 'none'}",
             f"perturbation valid: {self.perturbation_valid}/{self.perturbation_attempts} "
             f"({rate_text}); invalid outputs: {invalid or 'none'}",
+            *self._quality_lines(),
             f"tokens:             {self.usage.get('prompt_tokens', 0)} prompt + "
             f"{self.usage.get('completion_tokens', 0)} completion in "
             f"{self.usage.get('requests', 0)} requests ({self.backend_calls} backend calls)",
             f"wall time:          {self.wall_time_s:.1f} s",
         ]
+        if prices is not None and prices.given:
+            lines.append(f"cost:               ${self.cost_usd(prices):.4f} at {prices.describe()}")
         return "\n".join(lines)
+
+    def _quality_lines(self) -> list[str]:
+        lines = []
+        if self.length_rejected:
+            lines.append(f"length control:     {self.length_rejected} rejected answer(s) "
+                         "redrawn")  # fmt: skip
+        if self.verified or self.unverified:
+            lines.append(f"judge verification: {self.verified} confirmed, {self.unverified} "
+                         "not confirmed")  # fmt: skip
+        return lines

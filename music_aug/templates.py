@@ -48,6 +48,7 @@ PACKAGE_TEMPLATES = (
     "user_fewshot",
     "user_chat",
     "assistant_system",
+    "assistant_fewshot",
 )
 
 

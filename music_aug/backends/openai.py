@@ -31,6 +31,7 @@ from typing import Any
 
 from music_aug.backends.aloop import LoopThread
 from music_aug.backends.base import ChatRequest, ChatResult, Usage
+from music_aug.backends.quirks import check_token_param, rejects_max_tokens, token_field
 from music_aug.backends.ratelimit import TokenBucket
 from music_aug.backends.retry import RequestFailure, classify, retrying, wait_seconds
 from music_aug.backends.stream import AsyncStream
@@ -89,6 +90,13 @@ class OpenAIBackend:
             default transport) or ``"auto"``: aiohttp when it is importable, else httpx.
             aiohttp costs about half the client CPU per request, which is what limits
             throughput at high concurrency (benchmarks/bench_concurrency.py).
+        token_param: how the token budget is sent: ``"max_tokens"``,
+            ``"max_completion_tokens"`` (OpenAI's reasoning models reject ``max_tokens``), or
+            ``"auto"``: ``max_tokens``, switching once for good to ``max_completion_tokens``
+            when the server answers 400 naming ``max_tokens`` (``music_aug.backends.quirks``).
+        honours_seed: ``False`` for a server known to ignore ``seed``; the seed is still
+            sent, and every row's ``music_metadata.seed_honoured`` says so (reproducibility
+            then rests on the request cache).
     """
 
     name = "openai"
@@ -107,6 +115,8 @@ class OpenAIBackend:
         retry_wait_initial: float = 0.5,
         retry_wait_max: float = 20.0,
         http_transport: str = "auto",
+        token_param: str = "auto",
+        honours_seed: bool = True,
     ) -> None:
         if not model:
             raise ConfigError("OpenAIBackend needs model= (the name listed by /v1/models)")
@@ -134,6 +144,9 @@ class OpenAIBackend:
         self.retry_wait_initial = retry_wait_initial
         self.retry_wait_max = retry_wait_max
         self.http_transport = _resolve_transport(http_transport)
+        self.token_param = check_token_param(token_param)
+        self._token_auto = token_param == "auto"
+        self.honours_seed = honours_seed
         self._check_key()
         self.stats = RequestStats()
         self._runtime: _Runtime | None = None
@@ -216,7 +229,7 @@ class OpenAIBackend:
             await rt.tpm.acquire(estimate)
         body: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": sampling.max_tokens,
+            token_field(self.token_param): sampling.max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
         }
@@ -252,9 +265,13 @@ class OpenAIBackend:
             try:  # the first attempt skips the retry machinery (~0.1 ms CPU a request)
                 result = await self._attempt(rt, request)
             except RequestFailure as failure:
-                if not failure.transient or self.max_retries == 0:
+                if self._token_auto and rejects_max_tokens(failure.reason):
+                    self.token_param = "max_completion_tokens"  # for good, the whole backend
+                    result = await self._attempt(rt, request)
+                elif not failure.transient or self.max_retries == 0:
                     raise
-                result = await self._retry(rt, request, failure)
+                else:
+                    result = await self._retry(rt, request, failure)
         except RequestFailure as failure:
             result = ChatResult.failure(failure.reason)
         except Exception as error:  # a bug must cost one request, not the batch

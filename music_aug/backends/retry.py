@@ -93,7 +93,9 @@ def classify(error: BaseException) -> RequestFailure:
         status = error.status_code
         transient = status in RETRYABLE_STATUS or status >= 500
         retry_after = parse_retry_after(error.response.headers) if transient else None
-        return RequestFailure(f"http_{status}: {_short(error.message)}", transient, retry_after)
+        # Some providers echo the rejected key in a 401/403 body: keep none of it (#15).
+        detail = "credentials rejected" if status in (401, 403) else _short(error.message)
+        return RequestFailure(f"http_{status}: {detail}", transient, retry_after)
     if isinstance(error, openai.APIResponseValidationError | json.JSONDecodeError):
         return RequestFailure(f"bad_response: {_short(error)}", transient=True)
     return RequestFailure(f"error: {type(error).__name__}: {_short(error)}", transient=False)

@@ -9,7 +9,6 @@ Nothing MUSIC-specific is decided here.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import textwrap
@@ -79,6 +78,52 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--contrast-template", help="package template name or .jinja path")
     parser.add_argument("--user-template", help="package template name or .jinja path")
     parser.add_argument("--summary-json", help="also write the run summary as JSON here")
+    quality = parser.add_argument_group("quality controls (opt-in; docs/quality.md)")
+    quality.add_argument(
+        "--length-ratio",
+        type=float,
+        help="at contrast turns, redraw a rejected answer more than R times longer or shorter "
+        "than the chosen one (whitespace words)",
+    )
+    quality.add_argument(
+        "--verify",
+        default="off",
+        choices=["off", "keep", "mark", "drop"],
+        help="ask an order-swapped judge whether the chosen answer answers u_t better; keep "
+        "(record), mark (status=unverified) or drop pairs it does not confirm",
+    )
+    quality.add_argument("--verify-turns", default="contrast", choices=["contrast", "last"])
+    quality.add_argument("--judge-template", help="judge template name or path (verify_turn)")
+    quality.add_argument("--judge-model", help="a separate judge: model name (else the simulator)")
+    quality.add_argument("--judge-base-url", help="a separate judge: OpenAI-compatible server URL")
+    provider = parser.add_argument_group("API providers (issue 15)")
+    provider.add_argument(
+        "--prompt-style",
+        default="auto",
+        choices=["auto", "chat", "completion"],
+        help="chat or few-shot completion prompts for the rewriter and user simulator; auto: "
+        "completion for llamacpp/fake, chat for openai/vllm",
+    )
+    provider.add_argument("--assistant-template", help="package template name or .jinja path")
+    provider.add_argument("--system-prompt", help="system message of the assistant simulator")
+    provider.add_argument(
+        "--token-param",
+        choices=["auto", "max_tokens", "max_completion_tokens"],
+        help="openai backend: how the token budget is sent (auto: max_tokens, switching once "
+        "to max_completion_tokens when the server rejects max_tokens)",
+    )
+    provider.add_argument(
+        "--server-ignores-seed",
+        action="store_true",
+        help="openai backend: the server ignores seed; recorded in provenance",
+    )
+    provider.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the estimated requests, tokens and cost, and send nothing",
+    )
+    provider.add_argument("--price-in", type=float, help="USD per 1M prompt tokens")
+    provider.add_argument("--price-out", type=float, help="USD per 1M completion tokens")
     add_ray_arguments(parser)
     parser.set_defaults(handler=run_augment)
 
@@ -96,36 +141,13 @@ def register(subparsers: Any) -> None:
 
 # ----------------------------------------------------------------------------- input/output
 def read_rows(source: str, *, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a local jsonl/json(.gz)/parquet file, or of a hub dataset split."""
-    path = Path(source)
-    name = path.name.lower()
-    if path.is_file():
-        if name.endswith(".parquet"):
-            import datasets
+    """Rows of a local jsonl/json(.gz)/parquet file, or of a hub dataset split.
 
-            return list(datasets.Dataset.from_parquet(str(path)).to_list())
-        opener: Any = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            if ".jsonl" in name:
-                rows = []
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise UserInputError(f"{path}:{number}: not valid JSON ({error})") from None
-                return rows
-            if ".json" in name:
-                data = json.load(handle)
-                return list(data if isinstance(data, list) else data.get("data", [data]))
-        raise UserInputError(f"{path}: unknown file type; use .jsonl, .json(.gz) or .parquet")
-    local_suffixes = (".jsonl", ".json", ".gz", ".parquet")
-    if path.exists() or name.endswith(local_suffixes) or source.startswith((".", "/", "~")):
-        raise UserInputError(f"input file {source!r} does not exist (or is not a file)")
-    import datasets
+    The same reader as every other command (``music_aug.records.read_records``).
+    """
+    from music_aug.records import read_records
 
-    return list(datasets.load_dataset(source, split=split).to_list())
+    return read_records(source, split=split)
 
 
 def _shard(rows: list[dict[str, Any]], spec: str | None) -> list[dict[str, Any]]:
@@ -175,8 +197,11 @@ class _Writer:
 # ----------------------------------------------------------------------------- augment
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     """The backend flags the user set; create_backend rejects ones the backend lacks."""
-    names = ("api_key_env", "timeout", "max_retries", "rpm", "tpm")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    names = ("api_key_env", "timeout", "max_retries", "rpm", "tpm", "token_param")
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.server_ignores_seed:
+        options["honours_seed"] = False
+    return options
 
 
 def run_augment(args: argparse.Namespace) -> int:
@@ -187,6 +212,7 @@ def run_augment(args: argparse.Namespace) -> int:
     from music_aug.augmenter import MusicAugmenter
     from music_aug.backends.registry import create_backend
     from music_aug.config import MusicConfig, default_sampling
+    from music_aug.summary import Prices
 
     options: dict[str, Any] = {
         "max_turns": args.max_turns,
@@ -208,6 +234,13 @@ def run_augment(args: argparse.Namespace) -> int:
         options["contrast_template"] = args.contrast_template
     if args.user_template:
         options["user_template"] = args.user_template
+    options.update(length_ratio=args.length_ratio, verify=args.verify,
+                   verify_turns=args.verify_turns, judge_template=args.judge_template)  # fmt: skip
+    if args.assistant_template:
+        options["assistant_template"] = args.assistant_template
+    if args.system_prompt:
+        options["assistant_system_prompt"] = args.system_prompt
+    options["prompt_style"] = args.prompt_style
     config = MusicConfig(**options)
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
@@ -217,6 +250,12 @@ def run_augment(args: argparse.Namespace) -> int:
     if args.limit is not None:
         rows = rows[: args.limit]
     rows = _shard(rows, args.shard)
+    prices = Prices(args.price_in, args.price_out)
+    if args.dry_run:
+        from music_aug.estimate import estimate_run
+
+        print(estimate_run(rows, config, backend_kind=args.backend).format(prices))
+        return 0
     backend = create_backend(
         args.backend,
         model=args.model,
@@ -225,7 +264,16 @@ def run_augment(args: argparse.Namespace) -> int:
         cache=args.cache,
         **_backend_options(args),
     )
-    augmenter = MusicAugmenter(config, backend)
+    judge = None
+    if args.judge_model or args.judge_base_url:
+        judge = create_backend(
+            "openai" if args.judge_base_url else args.backend,
+            model=args.judge_model,
+            base_url=args.judge_base_url,
+            concurrency=args.concurrency,
+            cache=f"{args.cache}.judge" if args.cache else None,
+        )
+    augmenter = MusicAugmenter(config, backend, judge_backend=judge)
     writer = _Writer(Path(args.output))
     try:
         with tqdm(total=len(rows), unit="row", desc="augment", file=sys.stderr) as bar:
@@ -240,8 +288,10 @@ def run_augment(args: argparse.Namespace) -> int:
     finally:
         writer.close()
         backend.close()
+        if judge is not None:
+            judge.close()
     print(f"wrote {augmenter.summary.pairs_out + augmenter.summary.failed} rows to {args.output}")
-    print(augmenter.summary.format())
+    print(augmenter.summary.format(prices))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(augmenter.summary.to_dict(), indent=2))
     return 0

@@ -119,9 +119,18 @@ def run_ray(args: argparse.Namespace, config: MusicConfig) -> int:
     import ray.data
 
     from music_aug.ray import RaySummary, augment
+    from music_aug.summary import Prices
 
     if args.shard:
         raise ConfigError("--shard splits a run by hand; --ray spreads rows over actors itself")
+    unsupported = {"--dry-run": args.dry_run, "--judge-model": args.judge_model,
+                   "--judge-base-url": args.judge_base_url}  # fmt: skip
+    given = [flag for flag, value in unsupported.items() if value]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} not supported with --ray yet; run without --ray (a separate "
+            "judge, the dry-run estimate) or use the simulator as judge"
+        )
     if args.actors < 1:
         raise ConfigError("--actors must be >= 1")
     output = args.output
@@ -166,7 +175,7 @@ def run_ray(args: argparse.Namespace, config: MusicConfig) -> int:
             ray.shutdown()
     total.wall_time_s = time.perf_counter() - started
     print(f"wrote {total.pairs_out + total.failed} rows to {output}/ ({args.output_format})")
-    print(total.format())
+    print(total.format(Prices(args.price_in, args.price_out)))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(total.to_dict(), indent=2))
     sys.stdout.flush()

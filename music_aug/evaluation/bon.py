@@ -14,12 +14,12 @@ backend reuses answers across runs. This module does not plot (``plots.py``) or 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from music_aug.backends.base import Backend, ChatRequest, ChatResult, SamplingParams
+from music_aug.branches import derive_seed
 from music_aug.conversation import Conversation
 from music_aug.errors import ConfigError, UserInputError
 from music_aug.evaluation.judge import (
@@ -87,11 +87,6 @@ class BonConversation:
         }
 
 
-def _seed(*parts: object) -> int:
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode("utf-8")).hexdigest()
-    return int(digest[:8], 16) % (2**31 - 1)
-
-
 @dataclass
 class _State:
     history: Conversation
@@ -145,7 +140,7 @@ def run_best_of_n(
         requests = [
             ChatRequest(
                 messages=tuple(s.history.to_messages()),
-                sampling=replace(base, seed=_seed(seed, s.key, turn, j)),
+                sampling=replace(base, seed=derive_seed(seed, s.key, turn, j)),
             )
             for s in active
             for j in range(k)
@@ -171,7 +166,7 @@ def run_best_of_n(
             break
         simulated = (user_backend or policy).generate(
             [
-                user_simulator.request(s.history, seed=_seed(seed, s.key, turn, "user"))
+                user_simulator.request(s.history, seed=derive_seed(seed, s.key, turn, "user"))
                 for s in choosing
             ]
         )

@@ -207,5 +207,7 @@ def test_cli_ray_refuses_shards_and_file_outputs(tmp_path: Path, capsys: Any) ->
     base = ["augment", str(source), "--ray", "--backend", "fake"]
     assert main([*base, "-o", str(tmp_path / "out"), "--shard", "0/2"]) == 2
     assert main([*base, "-o", str(tmp_path / "out.parquet")]) == 2
+    assert main([*base, "-o", str(tmp_path / "out"), "--judge-model", "j", "--dry-run"]) == 2
     errors = capsys.readouterr().err
     assert "--ray spreads rows over actors itself" in errors and "output folder" in errors
+    assert "--dry-run, --judge-model not supported with --ray" in errors

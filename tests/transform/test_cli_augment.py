@@ -104,16 +104,20 @@ def test_openai_flags_reach_the_backend() -> None:
     from music_aug.backends.registry import create_backend
     from music_aug.cli.augment import _backend_options
 
-    args = argparse.Namespace(api_key_env="MY_KEY", timeout=7.5, max_retries=2, rpm=30.0, tpm=None)
-    backend = create_backend(
+    args = argparse.Namespace(
+        api_key_env="MY_KEY", timeout=7.5, max_retries=2, rpm=30.0, tpm=None,
+        token_param="max_completion_tokens", server_ignores_seed=True,
+    )  # fmt: skip
+    backend: Any = create_backend(
         "openai", model="m", base_url="http://127.0.0.1:9/v1", **_backend_options(args)
     )
-    assert (backend.api_key_env, backend.timeout, backend.max_retries, backend.rpm) == (  # type: ignore[attr-defined]
+    assert (backend.api_key_env, backend.timeout, backend.max_retries, backend.rpm) == (
         "MY_KEY",
         7.5,
         2,
         30.0,
     )
+    assert (backend.token_param, backend.honours_seed) == ("max_completion_tokens", False)
     assert backend.tpm is None  # type: ignore[attr-defined]
 
 
@@ -124,3 +128,34 @@ def test_backend_flag_the_backend_lacks_is_a_clear_error(tmp_path: Path) -> None
     status = main(["augment", str(source), "-o", str(out), "--backend", "fake", "--rpm", "5"])
     assert status == 2
     assert not out.exists()
+
+
+def test_quality_controls_from_the_command_line(
+    tmp_path: Path, mt_bench_records: Any, capsys: Any
+) -> None:
+    source = _write_jsonl(tmp_path / "in.jsonl", mt_bench_records[:4])
+    out = tmp_path / "pairs.jsonl"
+    status = main(
+        [
+            "augment",
+            str(source),
+            "-o",
+            str(out),
+            "--backend",
+            "fake",
+            "--max-turns",
+            "2",
+            "--verify",
+            "mark",
+            "--verify-turns",
+            "last",
+            "--length-ratio",
+            "3",
+        ]
+    )
+    assert status == 0
+    rows = read_rows(str(out))
+    # the echo backend is no judge: its "verdicts" parse to nothing, so nothing is confirmed
+    assert [r["music_metadata"]["status"] for r in rows] == ["unverified"] * 4
+    assert all(len(r["music_metadata"]["verification"]["turns"]) == 1 for r in rows)
+    assert "judge verification: 0 confirmed, 4 not confirmed" in capsys.readouterr().out

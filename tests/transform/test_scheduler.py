@@ -206,3 +206,44 @@ def test_on_error_raise_stops_the_stream_at_the_first_failure(make_record: Any) 
         list(augmenter.iter_augment([make_record(2, f"r{i}") for i in range(4)]))
     assert caught.value.reason == "backend_error"
     assert closed == [True]
+
+
+class _OneRequest:
+    """A minimal ``Work``: one request, finished when its result is in."""
+
+    def __init__(self, row: int, weight: int, started: list[int]) -> None:
+        self.row, self.weight, self.started = row, weight, started
+        self.sent = self.done = False
+
+    def ready(self) -> list[tuple[object, ChatRequest]]:
+        if self.sent:
+            return []
+        self.sent = True
+        self.started.append(self.row)
+        return [(None, ChatRequest.completion(f"row {self.row}"))]
+
+    def receive(self, handle: object, result: ChatResult) -> None:
+        self.done = True
+
+    @property
+    def finished(self) -> bool:
+        return self.done
+
+
+def test_the_last_rows_start_heaviest_first_and_all_leave_in_input_order() -> None:
+    from music_aug import scheduler
+
+    weights = [1, 5, 2, 9, 3, 7, 4, 8, 6, 0, 2, 2]
+    started: list[int] = []
+    works = [_OneRequest(i, w, started) for i, w in enumerate(weights)]
+    stream = ShuffledBackend(EchoBackend(), 3, capacity=2).stream()
+    window = scheduler.Window.for_stream(stream, rows=16)
+    assert (window.requests, window.lookahead) == (6, 6)
+    finished = [work.row for work in scheduler.run(works, stream, window)]
+    assert finished == list(range(12))  # input order out
+    assert sorted(started) == list(range(12))
+    # rows start in input order until the input is all read (the window reads 7 ahead of
+    # the 6 it starts first), then the heaviest of the rest go first
+    assert started[:6] == [0, 1, 2, 3, 4, 5]
+    rest = started[6:]
+    assert [weights[k] for k in rest[:3]] == sorted((weights[k] for k in rest), reverse=True)[:3]

@@ -21,6 +21,13 @@ VARIABLES = {
     "user_fewshot": {"history": HISTORY},
     "user_chat": {"history": HISTORY},
     "assistant_system": {"history": [*HISTORY, {"role": "user", "content": "Thanks!"}]},
+    "assistant_fewshot": {
+        "history": [
+            {"role": "system", "content": "Be brief."},
+            *HISTORY,
+            {"role": "user", "content": "Thanks!"},
+        ]
+    },
 }
 
 
