@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from music_aug.errors import UserInputError
+from music_aug.errors import InvalidConversationError, UserInputError
 
 __all__ = ["register"]
 
@@ -62,13 +62,17 @@ def run_inspect(args: argparse.Namespace) -> int:
     from music_aug.quality import TokenizerCounter, format_report, inspect_pairs, plot_report
 
     rows = read_records(args.pairs)
-    report = inspect_pairs(
-        rows,
-        format=args.format,
-        repair=args.repair,
-        counter=TokenizerCounter(args.tokenizer) if args.tokenizer else None,
-        summary=read_summary(args.summary) if args.summary else None,
-    )
+    try:
+        report = inspect_pairs(
+            rows,
+            format=args.format,
+            repair=args.repair,
+            counter=TokenizerCounter(args.tokenizer) if args.tokenizer else None,
+            summary=read_summary(args.summary) if args.summary else None,
+        )
+    except InvalidConversationError as error:
+        hint = " (here: pass --repair)" if "repair=True" in str(error) else ""
+        raise InvalidConversationError(f"{args.pairs}: {error}{hint}") from None
     name = dataset_label(args.pairs)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))

@@ -22,7 +22,6 @@ plots a report, the ``music-aug inspect`` command reads files.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -93,10 +92,19 @@ def _answers(conversation: Conversation) -> list[str | None]:
     return [turn.assistant for turn in conversation.turns]
 
 
+def _differing(chosen: Sequence[str | None], rejected: Sequence[str | None]) -> list[int]:
+    """``PreferencePair.differing_turns`` from the answer lists (built once per pair)."""
+    return [
+        turn
+        for turn in range(max(len(chosen), len(rejected)))
+        if turn >= len(chosen) or turn >= len(rejected) or chosen[turn] != rejected[turn]
+    ]
+
+
 def _turn_lengths(pair: PreferencePair, counter: TokenCounter) -> list[TurnLength]:
     chosen, rejected = _answers(pair.chosen), _answers(pair.rejected)
     lengths = []
-    for turn in pair.differing_turns:
+    for turn in _differing(chosen, rejected):
         c = counter(chosen[turn] or "") if turn < len(chosen) else 0
         r = counter(rejected[turn] or "") if turn < len(rejected) else 0
         lengths.append(TurnLength(turn=turn, chosen=c, rejected=r, diff=c - r))
@@ -119,11 +127,10 @@ def _conversation_tokens(conversation: Conversation, counter: TokenCounter) -> i
 
 
 def _similarity(turn: int, original: str, contrast: str) -> InstructionSimilarity:
-    a, b = [t.lower() for t in _tokens(original)], [t.lower() for t in _tokens(contrast)]
-    union = set(a) | set(b)
-    jaccard = len(set(a) & set(b)) / len(union) if union else 1.0
-    ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
-    return InstructionSimilarity(turn=turn, jaccard=jaccard, ratio=ratio)
+    a, b = set(_tokens(original.lower())), set(_tokens(contrast.lower()))
+    union = a | b
+    jaccard = len(a & b) / len(union) if union else 1.0
+    return InstructionSimilarity(turn=turn, jaccard=jaccard)
 
 
 def _str_list(metadata: Mapping[str, Any], key: str, row: int) -> list[str]:
@@ -159,9 +166,10 @@ def _truncated(metadata: Mapping[str, Any], row: int) -> dict[str, int] | None:
     return counts
 
 
-def _pair_key(pair: PreferencePair) -> str:
-    text = json.dumps([pair.chosen.to_messages(), pair.rejected.to_messages()])
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+def _pair_key(pair: PreferencePair) -> tuple[tuple[tuple[str, str], ...], ...]:
+    return tuple(
+        tuple((m.role, m.content) for m in side.messages) for side in (pair.chosen, pair.rejected)
+    )
 
 
 def _source_key(pair: PreferencePair, metadata: Mapping[str, Any]) -> str:
@@ -178,11 +186,18 @@ def _measure(
     counter: TokenCounter,
     duplicate_of: int | None,
 ) -> PairQuality:
-    lengths = _turn_lengths(pair, counter)
+    memo: dict[str, int] = {}  # both sides repeat the shared prefix: count each text once
+
+    def cached(text: str) -> int:
+        if text not in memo:
+            memo[text] = counter(text)
+        return memo[text]
+
+    lengths = _turn_lengths(pair, cached)
     chosen_tokens = sum(length.chosen for length in lengths)
     rejected_tokens = sum(length.rejected for length in lengths)
-    conversation_chosen = _conversation_tokens(pair.chosen, counter)
-    conversation_rejected = _conversation_tokens(pair.rejected, counter)
+    conversation_chosen = _conversation_tokens(pair.chosen, cached)
+    conversation_rejected = _conversation_tokens(pair.rejected, cached)
     branch = metadata.get("branch_turn")
     if branch is not None and (not isinstance(branch, int) or isinstance(branch, bool)):
         raise UserInputError(
@@ -201,7 +216,7 @@ def _measure(
         source_key=_source_key(pair, metadata),
         user_turns=max(pair.chosen.num_turns, pair.rejected.num_turns),
         branch_turn=branch if branch is not None else pair.branch_turn,
-        differing_turns=tuple(pair.differing_turns),
+        differing_turns=tuple(length.turn for length in lengths),
         turn_lengths=tuple(lengths),
         chosen_tokens=chosen_tokens,
         rejected_tokens=rejected_tokens,
@@ -273,8 +288,8 @@ def _similarity_stats(pairs: Sequence[PairQuality]) -> dict[str, float] | None:
         "instructions": float(len(items)),
         "mean_jaccard": math.fsum(jaccard) / len(items),
         "median_jaccard": float(statistics.median(jaccard)),
-        "mean_ratio": math.fsum(s.ratio for s in items) / len(items),
         "near_copies": float(sum(1 for j in jaccard if j >= NEAR_COPY)),
+        "same_tokens": float(sum(1 for j in jaccard if j == 1.0)),
     }
 
 
@@ -335,7 +350,7 @@ def inspect_pairs(
     count = counter or count_tokens
     measured: list[PairQuality] = []
     failures: Counter[str] = Counter()
-    seen_pairs: dict[str, int] = {}
+    seen_pairs: dict[tuple[tuple[tuple[str, str], ...], ...], int] = {}
     total = 0
     for row, item in enumerate(rows):
         total += 1

@@ -42,7 +42,6 @@ class InstructionSimilarity(_Frozen):
 
     turn: int
     jaccard: float
-    ratio: float
 
 
 class PairQuality(_Frozen):

@@ -71,8 +71,8 @@ def format_report(report: QualityReport, *, name: str | None = None) -> str:
         s = report.similarity
         lines.append(
             f"contrast instructions u'_t vs u_t: {int(s['instructions'])}, token Jaccard mean "
-            f"{s['mean_jaccard']:.2f} (median {s['median_jaccard']:.2f}), difflib ratio mean "
-            f"{s['mean_ratio']:.2f}, near copies (Jaccard >= 0.8) {int(s['near_copies'])}"
+            f"{s['mean_jaccard']:.2f} (median {s['median_jaccard']:.2f}), near copies "
+            f"(Jaccard >= 0.8) {int(s['near_copies'])}, same token set {int(s['same_tokens'])}"
         )
     if report.refusals is not None:
         r = report.refusals

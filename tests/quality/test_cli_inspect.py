@@ -72,6 +72,14 @@ def test_inspect_bad_input_names_the_row(
     assert main(["inspect", str(bad)]) == 2
     error = capsys.readouterr().err
     assert "row 2" in error and "Pass format=" in error
+    doubled = {"chosen": [*_chat("q", "a"), {"role": "assistant", "content": "b"}],
+               "rejected": _chat("q", "c")}  # fmt: skip
+    repairable = _write(tmp_path / "repairable.jsonl", [ROWS[0], doubled])
+    assert main(["inspect", str(repairable)]) == 2
+    error = capsys.readouterr().err
+    assert "row 1, message 2" in error and "pass --repair" in error
+    assert main(["inspect", str(repairable), "--repair"]) == 0
+    assert "rows 2: 2 pairs" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path / "missing.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
     pairs = _write(tmp_path / "ok.jsonl", ROWS)

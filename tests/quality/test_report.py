@@ -135,14 +135,13 @@ def test_music_metadata_truncation_similarity_duplicates_and_failures() -> None:
     assert (truncation.chosen.answers, truncation.chosen.truncated) == (2, 2)
     assert truncation.chosen.rate == 1.0 and truncation.chosen.pairs_truncated == 2
     assert (truncation.rejected.truncated, truncation.rejected.rate) == (0, 0.0)
-    # {why, red, ?} vs {why, is, it, green, ?}: Jaccard 2/6; difflib 2 * 2 / (3 + 5)
+    # {why, red, ?} vs {why, is, it, green, ?}: Jaccard 2/6
     similarity = report.per_pair[0].instruction_similarity[0]
     assert similarity.turn == 1
     assert similarity.jaccard == pytest.approx(1 / 3)
-    assert similarity.ratio == pytest.approx(0.5)
     assert report.similarity == pytest.approx(
         {"instructions": 3.0, "mean_jaccard": 1 / 3, "median_jaccard": 1 / 3,
-         "mean_ratio": 0.5, "near_copies": 0.0}
+         "near_copies": 0.0, "same_tokens": 0.0}
     )  # fmt: skip
     assert report.per_pair[1].duplicate_of == 0 and report.per_pair[2].duplicate_of is None
     assert (report.duplicate_pairs, report.duplicate_sources) == (1, 1)
