@@ -112,3 +112,21 @@ def test_inspect_a_music_augment_output(tmp_path: Path, capsys: pytest.CaptureFi
         document["refusals"]["invalid_by_reason"]
         == json.loads(summary.read_text())["invalid_perturbations"]
     )
+
+
+def test_inspect_with_a_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--tokenizer DIR counts with a saved Hugging Face tokenizer (here: one byte per token)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.save_pretrained(tmp_path / "bytes")
+    pairs = _write(tmp_path / "toy.jsonl", ROWS)
+    assert main(["inspect", str(pairs), "--json", "--tokenizer", str(tmp_path / "bytes")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    # bytes: "one two three" 13 - "one" 3; "a b" 3 - "a b c d" 7 + "c d e f" 7 - "x" 1; ...
+    assert [p["length_diff"] for p in document["per_pair"]] == [10, 2, 1, -18]
+    assert document["token_count"] == f"tokenizer {tmp_path / 'bytes'}"
