@@ -205,7 +205,15 @@ def _measure(
         )
     originals = _str_list(metadata, "original_instructions", row)
     contrasts = _str_list(metadata, "contrast_instructions", row)
-    turns = list(metadata.get("contrast_turns") or range(len(originals)))
+    turns = metadata.get("contrast_turns")
+    if turns is None:  # not recorded: MUSIC contrasts consecutive turns from the branch
+        turns = [(branch or 0) + k for k in range(len(originals))]
+    if not isinstance(turns, list | tuple) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in turns
+    ):
+        raise UserInputError(
+            f"row {row}: music_metadata.contrast_turns must be a list of ints, got {turns!r}"
+        )
     if not len(originals) == len(contrasts) == len(turns):
         raise UserInputError(
             f"row {row}: music_metadata contrast_turns, original_instructions and "
@@ -226,7 +234,7 @@ def _measure(
         conversation_diff=conversation_chosen - conversation_rejected,
         truncated=_truncated(metadata, row),
         instruction_similarity=tuple(
-            _similarity(int(t), o, c) for t, o, c in zip(turns, originals, contrasts, strict=True)
+            _similarity(t, o, c) for t, o, c in zip(turns, originals, contrasts, strict=True)
         ),
         duplicate_of=duplicate_of,
     )

@@ -164,6 +164,14 @@ def test_every_pair_with_finish_reasons_is_known() -> None:
         ({"chosen": chat("q", "a")}, "row 1"),
         (_music_row("s", "x", "y", {"chosen": "length"}), "row 1: music_metadata"),  # type: ignore[dict-item]
         ({**_music_row("s", "x", "y", None), "music_metadata": "ok"}, "row 1: music_metadata"),
+        (
+            {**_music_row("s", "x", "y", None), "music_metadata": {"contrast_turns": ["1"]}},
+            "row 1: music_metadata.contrast_turns",
+        ),
+        (
+            {**_music_row("s", "x", "y", None), "music_metadata": {"contrast_instructions": ["a"]}},
+            "row 1: music_metadata contrast_turns",
+        ),
     ],
 )
 def test_bad_rows_name_the_row(row: dict[str, Any], match: str) -> None:
