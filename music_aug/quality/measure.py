@@ -279,11 +279,16 @@ def _truncation(pairs: Sequence[PairQuality]) -> TruncationStats:
             rate=truncated / answers if answers else None,
             pairs_truncated=sum(1 for t in known if t[side]),
         )
+    outcomes = [
+        1.0 if t["chosen"] > t["rejected"] else 0.5 if t["chosen"] == t["rejected"] else 0.0
+        for t in known
+    ]
     return TruncationStats(
         status="known" if len(known) == len(pairs) else "partial",
         pairs_with_reasons=len(known),
         chosen=sides["chosen"],
         rejected=sides["rejected"],
+        more_truncated_wins=math.fsum(outcomes) / len(outcomes),
     )
 
 

@@ -96,12 +96,18 @@ class SideTruncation(_Frozen):
 
 
 class TruncationStats(_Frozen):
-    """``status``: ``"known"`` (every pair has finish reasons), ``"partial"`` or ``"unknown"``."""
+    """Truncation over the pairs that carry finish reasons.
+
+    ``status``: ``"known"`` (every pair has finish reasons), ``"partial"`` or ``"unknown"``.
+    ``more_truncated_wins``: accuracy of the rule "the side with more truncated answers is
+    chosen" over those pairs, ties 0.5 (0.5 = truncation says nothing about the label).
+    """
 
     status: Literal["known", "partial", "unknown"]
     pairs_with_reasons: int
     chosen: SideTruncation | None
     rejected: SideTruncation | None
+    more_truncated_wins: float | None = None
 
 
 class RefusalStats(_Frozen):

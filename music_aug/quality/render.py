@@ -65,6 +65,10 @@ def format_report(report: QualityReport, *, name: str | None = None) -> str:
             f"truncation (finish_reason 'length', {truncation.status}, "
             f"{truncation.pairs_with_reasons} pairs): " + "; ".join(parts)
         )
+        lines.append(
+            f"  truncation-only baseline: more truncated wins "
+            f"{_pct(truncation.more_truncated_wins)} (ties count 0.5)"
+        )
     if report.similarity is None:
         lines.append("contrast instructions: none in the metadata")
     else:

@@ -135,6 +135,7 @@ def test_music_metadata_truncation_similarity_duplicates_and_failures() -> None:
     assert (truncation.chosen.answers, truncation.chosen.truncated) == (2, 2)
     assert truncation.chosen.rate == 1.0 and truncation.chosen.pairs_truncated == 2
     assert (truncation.rejected.truncated, truncation.rejected.rate) == (0, 0.0)
+    assert truncation.more_truncated_wins == 1.0  # both known pairs: chosen 1 vs rejected 0
     # {why, red, ?} vs {why, is, it, green, ?}: Jaccard 2/6
     similarity = report.per_pair[0].instruction_similarity[0]
     assert similarity.turn == 1
@@ -153,8 +154,15 @@ def test_music_metadata_truncation_similarity_duplicates_and_failures() -> None:
 
 
 def test_every_pair_with_finish_reasons_is_known() -> None:
-    report = inspect_pairs(MUSIC_ROWS[:2])
-    assert report.truncation.status == "known"
+    tie = _music_row("s4", "a", "b", {"chosen": ["length"], "rejected": ["length"]})
+    lost = _music_row("s5", "a", "c", {"chosen": ["stop", None], "rejected": ["length", "stop"]})
+    report = inspect_pairs([*MUSIC_ROWS[:2], tie, lost])
+    truncation = report.truncation
+    assert truncation.status == "known" and truncation.pairs_with_reasons == 4
+    assert truncation.chosen is not None and truncation.rejected is not None
+    assert (truncation.chosen.answers, truncation.chosen.truncated) == (4, 3)  # None not counted
+    assert (truncation.rejected.answers, truncation.rejected.truncated) == (5, 2)
+    assert truncation.more_truncated_wins == pytest.approx((1 + 1 + 0.5 + 0) / 4)
 
 
 @pytest.mark.parametrize(
