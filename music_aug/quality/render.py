@@ -115,6 +115,8 @@ def plot_report(report: QualityReport, path: str | Path, *, title: str | None = 
     right.bar([str(t) for t in turns], [report.differing_turns[t] for t in turns], color="#aa7744")
     right.set_xlabel("differing assistant turns")
     right.set_ylabel("pairs")
+    for axes in (left, right):
+        axes.yaxis.get_major_locator().set_params(integer=True)  # pair counts
     if title:
         figure.suptitle(title, fontsize=10)
     return save_figure(figure, path, dpi=120)
