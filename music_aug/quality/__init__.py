@@ -5,8 +5,8 @@ contrast-instruction similarity, turn structure and duplicates; ``format_report`
 ``plot_report`` show the result. ``music-aug inspect`` is the command line for it.
 """
 
+from music_aug.quality.aggregate import NEAR_COPY
 from music_aug.quality.measure import (
-    NEAR_COPY,
     TokenCounter,
     TokenizerCounter,
     answer_length_diff,

@@ -24,28 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from music_aug.conversation import Conversation, PreferencePair
 from music_aug.errors import MissingDependencyError, UserInputError
-from music_aug.quality.models import (
-    InstructionSimilarity,
-    LengthStats,
-    PairQuality,
-    QualityReport,
-    RefusalStats,
-    SideTruncation,
-    TruncationStats,
-    TurnLength,
+from music_aug.quality.aggregate import (
+    histogram,
+    length_stats,
+    refusal_stats,
+    similarity_stats,
+    truncation_stats,
 )
+from music_aug.quality.models import InstructionSimilarity, PairQuality, QualityReport, TurnLength
 
 __all__ = [
-    "NEAR_COPY",
     "TokenCounter",
     "TokenizerCounter",
     "answer_length_diff",
@@ -56,7 +51,6 @@ __all__ = [
 
 TokenCounter = Callable[[str], int]
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-NEAR_COPY = 0.8  # Jaccard at or above which a contrast instruction counts as a near copy
 
 
 def _tokens(text: str) -> list[str]:
@@ -240,100 +234,6 @@ def _measure(
     )
 
 
-# --------------------------------------------------------------------------- aggregate
-def _length_stats(diffs: Sequence[int], chosen: Sequence[int]) -> LengthStats | None:
-    if not diffs:
-        return None
-    n = len(diffs)
-    longer = sum(1 for d in diffs if d > 0) / n
-    shorter = sum(1 for d in diffs if d < 0) / n
-    ties = 1.0 - longer - shorter
-    mean_square = math.fsum(d * d for d in diffs) / n
-    mean_diff = math.fsum(diffs) / n
-    mean_chosen = math.fsum(chosen) / n
-    return LengthStats(
-        mean_diff=mean_diff,
-        median_diff=float(statistics.median(diffs)),
-        mean_chosen=mean_chosen,
-        mean_rejected=mean_chosen - mean_diff,
-        chosen_longer=longer,
-        rejected_longer=shorter,
-        ties=ties,
-        correlation=mean_diff / math.sqrt(mean_square) if mean_square else None,
-        longer_wins=longer + 0.5 * ties,
-        shorter_wins=shorter + 0.5 * ties,
-    )
-
-
-def _truncation(pairs: Sequence[PairQuality]) -> TruncationStats:
-    known = [p.truncated for p in pairs if p.truncated is not None]
-    if not known:
-        return TruncationStats(status="unknown", pairs_with_reasons=0, chosen=None, rejected=None)
-    sides = {}
-    for side in ("chosen", "rejected"):
-        answers = sum(t[f"{side}_answers"] for t in known)
-        truncated = sum(t[side] for t in known)
-        sides[side] = SideTruncation(
-            answers=answers,
-            truncated=truncated,
-            rate=truncated / answers if answers else None,
-            pairs_truncated=sum(1 for t in known if t[side]),
-        )
-    outcomes = [
-        1.0 if t["chosen"] > t["rejected"] else 0.5 if t["chosen"] == t["rejected"] else 0.0
-        for t in known
-    ]
-    return TruncationStats(
-        status="known" if len(known) == len(pairs) else "partial",
-        pairs_with_reasons=len(known),
-        chosen=sides["chosen"],
-        rejected=sides["rejected"],
-        more_truncated_wins=math.fsum(outcomes) / len(outcomes),
-    )
-
-
-def _similarity_stats(pairs: Sequence[PairQuality]) -> dict[str, float] | None:
-    items = [s for p in pairs for s in p.instruction_similarity]
-    if not items:
-        return None
-    jaccard = [s.jaccard for s in items]
-    return {
-        "instructions": float(len(items)),
-        "mean_jaccard": math.fsum(jaccard) / len(items),
-        "median_jaccard": float(statistics.median(jaccard)),
-        "near_copies": float(sum(1 for j in jaccard if j >= NEAR_COPY)),
-        "same_tokens": float(sum(1 for j in jaccard if j == 1.0)),
-    }
-
-
-def _refusals(summary: Mapping[str, Any] | None) -> RefusalStats | None:
-    if summary is None:
-        return None
-    invalid = summary.get("invalid_perturbations")
-    if not isinstance(invalid, Mapping) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in invalid.values()
-    ):
-        raise UserInputError(
-            "the run summary has no 'invalid_perturbations' mapping of reason -> count; pass "
-            "the JSON file `music-aug augment --summary-json PATH` wrote"
-        )
-
-    def optional_int(key: str) -> int | None:
-        value = summary.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    return RefusalStats(
-        perturbation_valid=optional_int("perturbation_valid"),
-        perturbation_attempts=optional_int("perturbation_attempts"),
-        invalid_by_reason={str(k): int(v) for k, v in sorted(invalid.items())},
-    )
-
-
-def _histogram(values: Iterable[int | None]) -> dict[int, int]:
-    counts = Counter(v for v in values if v is not None)
-    return dict(sorted(counts.items()))
-
-
 def _failure_reason(metadata: Mapping[str, Any]) -> str:
     error = metadata.get("error") or "unknown"
     return str(error).split(":", 1)[0].strip() or "unknown"
@@ -389,18 +289,18 @@ def inspect_pairs(
         failed_rows=sum(failures.values()),
         failures_by_reason=dict(sorted(failures.items())),
         token_count="regex" if counter is None else getattr(counter, "name", "custom"),
-        answers=_length_stats(
+        answers=length_stats(
             [p.length_diff for p in measured], [p.chosen_tokens for p in measured]
         ),
-        conversations=_length_stats(
+        conversations=length_stats(
             [p.conversation_diff for p in measured], [p.conversation_chosen for p in measured]
         ),
-        truncation=_truncation(measured),
-        similarity=_similarity_stats(measured),
-        refusals=_refusals(summary),
-        differing_turns=_histogram(len(p.differing_turns) for p in measured),
-        branch_turns=_histogram(p.branch_turn for p in measured),
-        user_turns=_histogram(p.user_turns for p in measured),
+        truncation=truncation_stats(measured),
+        similarity=similarity_stats(measured),
+        refusals=refusal_stats(summary),
+        differing_turns=histogram(len(p.differing_turns) for p in measured),
+        branch_turns=histogram(p.branch_turn for p in measured),
+        user_turns=histogram(p.user_turns for p in measured),
         duplicate_pairs=sum(1 for p in measured if p.duplicate_of is not None),
         duplicate_sources=sum(n - 1 for n in sources.values()),
         per_pair=tuple(measured),
