@@ -36,6 +36,7 @@ from music_aug.evaluation import (
 )
 from music_aug.pairs import PairBuilder, mix
 from music_aug.perturb import InstructionPerturber
+from music_aug.quality import QualityReport, inspect_pairs
 from music_aug.selection import TurnSelector
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.summary import Prices, RunSummary
@@ -79,6 +80,9 @@ __all__ = [  # noqa: RUF022 - grouped by topic
     "evaluate_pairs",
     "evaluate_rewardbench",
     "run_bon_experiment",
+    # pair quality
+    "QualityReport",
+    "inspect_pairs",
     # errors
     "AugmentationError",
     "BackendError",

@@ -6,6 +6,11 @@ the number of user turns (1, 2, 3+) and by how many assistant turns differ betwe
 (1, 2+): the breakdown shows where a reward model is blind, e.g. a model trained on pairs
 that differ only in the last turn (HH-RLHF) scoring near chance on pairs that differ earlier.
 
+Beside each accuracy the report gives the length-only baseline on the same pairs: the
+accuracy of "the side with the longer answers at the differing turns wins" (regex tokens,
+``music_aug.quality.length_outcome``; ties 0.5). A reward model that does not beat it per
+bucket may have learned length rather than the contrast (issue 13).
+
 This module does not train or load models (pass any ``Scorer``) and does not read files
 (see ``music_aug.evaluation.data``).
 """
@@ -20,6 +25,7 @@ from music_aug.conversation import PreferencePair
 from music_aug.errors import UserInputError
 from music_aug.evaluation.scorer import Scorer, score_sides
 from music_aug.evaluation.stats import bootstrap_ci, mean
+from music_aug.quality.measure import length_outcome
 
 __all__ = [
     "BucketStats",
@@ -60,6 +66,8 @@ class PairwiseReport:
         by_differing_turns: buckets ``"1"``, ``"2+"`` (and ``"0"`` for pairs whose assistant
             messages are identical and only user messages differ; empty buckets left out).
         chosen_scores / rejected_scores: the raw scores, in input order.
+        longer_wins: accuracy of the length-only rule "longer answers win" (ties 0.5).
+        longer_wins_by_user_turns / longer_wins_by_differing_turns: the same per bucket.
     """
 
     n: int
@@ -70,6 +78,9 @@ class PairwiseReport:
     by_differing_turns: dict[str, BucketStats]
     chosen_scores: list[float] = field(repr=False, default_factory=list)
     rejected_scores: list[float] = field(repr=False, default_factory=list)
+    longer_wins: float | None = None
+    longer_wins_by_user_turns: dict[str, BucketStats] = field(default_factory=dict)
+    longer_wins_by_differing_turns: dict[str, BucketStats] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``report.json`` entry of one dataset (scores left out)."""
@@ -80,6 +91,15 @@ class PairwiseReport:
             "mean_margin": self.mean_margin,
             "by_user_turns": {k: v.to_dict() for k, v in self.by_user_turns.items()},
             "by_differing_turns": {k: v.to_dict() for k, v in self.by_differing_turns.items()},
+            "length_baseline": {
+                "longer_wins": self.longer_wins,
+                "by_user_turns": {
+                    k: v.to_dict() for k, v in self.longer_wins_by_user_turns.items()
+                },
+                "by_differing_turns": {
+                    k: v.to_dict() for k, v in self.longer_wins_by_differing_turns.items()
+                },
+            },
         }
 
 
@@ -159,41 +179,68 @@ def evaluate_pairs(
         reward_model, [p.chosen for p in pairs], [p.rejected for p in pairs], batch_size=batch_size
     )
     outcomes = [pair_outcome(c, r) for c, r in zip(chosen, rejected, strict=True)]
+    user_keys = [user_turns_bucket(p) for p in pairs]
+    differing_keys = [differing_turns_bucket(p) for p in pairs]
+    lengths = [length_outcome(p) for p in pairs]
     return PairwiseReport(
         n=len(pairs),
         accuracy=mean(outcomes),
         ci95=bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed),
         mean_margin=mean([c - r for c, r in zip(chosen, rejected, strict=True)]),
-        by_user_turns=_buckets(outcomes, [user_turns_bucket(p) for p in pairs], USER_TURN_BUCKETS),
-        by_differing_turns=_buckets(
-            outcomes, [differing_turns_bucket(p) for p in pairs], DIFFERING_TURN_BUCKETS
-        ),
+        by_user_turns=_buckets(outcomes, user_keys, USER_TURN_BUCKETS),
+        by_differing_turns=_buckets(outcomes, differing_keys, DIFFERING_TURN_BUCKETS),
         chosen_scores=chosen,
         rejected_scores=rejected,
+        longer_wins=mean(lengths),
+        longer_wins_by_user_turns=_buckets(lengths, user_keys, USER_TURN_BUCKETS),
+        longer_wins_by_differing_turns=_buckets(lengths, differing_keys, DIFFERING_TURN_BUCKETS),
     )
 
 
-def _cell(bucket: BucketStats | None) -> str:
-    return "–" if bucket is None else f"{100 * bucket.accuracy:.1f} ({bucket.n})"
+def _cell(bucket: BucketStats | None, longer: BucketStats | None = None) -> str:
+    if bucket is None:
+        return "–"
+    baseline = "" if longer is None else f" L {100 * longer.accuracy:.1f}"
+    return f"{100 * bucket.accuracy:.1f} ({bucket.n}){baseline}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def format_pairwise_table(reports: Mapping[str, PairwiseReport]) -> str:
-    """A markdown table: one row per dataset, accuracy in percent, pair counts in brackets."""
+    """A markdown table: one row per dataset, accuracy in percent, pair counts in brackets.
+
+    ``longer wins`` and the ``L`` in each bucket cell are the length-only baseline.
+    """
     header = (
-        "| dataset | n | accuracy | 95% CI | margin | 1 user turn | 2 user turns | 3+ user turns "
-        "| 1 differing | 2+ differing |"
+        "| dataset | n | accuracy | longer wins | 95% CI | margin | 1 user turn | 2 user turns "
+        "| 3+ user turns | 1 differing | 2+ differing |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 11]
     for name, report in reports.items():
         lo, hi = report.ci95
         cells = [
             name,
             str(report.n),
             f"{100 * report.accuracy:.1f}",
+            _percent(report.longer_wins),
             f"[{100 * lo:.1f}, {100 * hi:.1f}]",
             f"{report.mean_margin:+.3f}",
-            *(_cell(report.by_user_turns.get(k)) for k in USER_TURN_BUCKETS),
-            *(_cell(report.by_differing_turns.get(k)) for k in ("1", "2+")),
+            *(
+                _cell(report.by_user_turns.get(k), report.longer_wins_by_user_turns.get(k))
+                for k in USER_TURN_BUCKETS
+            ),
+            *(
+                _cell(
+                    report.by_differing_turns.get(k), report.longer_wins_by_differing_turns.get(k)
+                )
+                for k in ("1", "2+")
+            ),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        "\nlonger wins / L: accuracy of the length-only rule 'the side with more tokens in its "
+        "differing answers is chosen' on the same pairs (ties 0.5); a reward model should beat it."
+    )
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Any
 
 from music_aug.errors import MissingDependencyError, UserInputError
 
-__all__ = ["heatmap_matrix", "plot_win_rate_heatmap"]
+__all__ = ["heatmap_matrix", "plot_win_rate_heatmap", "pyplot", "save_figure"]
 
 
 def _dicts(cells: Sequence[Any]) -> list[dict[str, Any]]:
@@ -72,15 +72,7 @@ def plot_win_rate_heatmap(
     """
     if not cells:
         raise UserInputError("no win-rate cells to plot; run the BoN experiment first")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise MissingDependencyError(
-            "matplotlib", "plots", "drawing the win-rate heatmap"
-        ) from error
+    plt = pyplot("drawing the win-rate heatmap")
     rows, columns, grid = heatmap_matrix(cells)
     masked = [[float("nan") if v is None else v for v in row] for row in grid]
     width = max(5.0, 1.5 * len(columns) + 3.0)
@@ -101,9 +93,28 @@ def plot_win_rate_heatmap(
     colorbar.set_label("win rate (ties = 0.5)")
     if title:
         axes.set_title(title, fontsize=10)
+    return save_figure(figure, path, dpi=150)
+
+
+def pyplot(purpose: str) -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, or ``MissingDependencyError``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise MissingDependencyError("matplotlib", "plots", purpose) from error
+    return plt
+
+
+def save_figure(figure: Any, path: str | Path, *, dpi: int) -> Path:
+    """Lay out, save (parent folders created) and close a figure; returns the path."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=150)
+    figure.savefig(out, dpi=dpi)
     plt.close(figure)
     return out

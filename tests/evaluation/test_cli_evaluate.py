@@ -59,6 +59,10 @@ def test_eval_pairs_cli(
     assert document["datasets"]["hh_slice"]["n"] == 12
     printed = capsys.readouterr().out
     assert "| hh_slice | 12 |" in printed and "| multi | 3 |" in printed
+    # the length-only baseline beside the accuracy: multi's answers are all 1 token -> ties
+    assert entry["length_baseline"]["longer_wins"] == 0.5
+    assert entry["length_baseline"]["by_differing_turns"]["2+"] == {"n": 1, "accuracy": 0.5}
+    assert "longer wins" in printed and " L 50.0" in printed
 
 
 def test_eval_rewardbench_cli(tiny_reward_model_dir: Path, tmp_path: Path) -> None:

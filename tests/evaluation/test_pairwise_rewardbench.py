@@ -70,11 +70,43 @@ def test_pairwise_breakdowns_on_constructed_pairs() -> None:
     assert 0.0 <= lo <= report.accuracy <= hi <= 1.0
     data = report.to_dict()
     assert set(data) == {
-        "n", "accuracy", "ci95", "mean_margin", "by_user_turns", "by_differing_turns"
+        "n", "accuracy", "ci95", "mean_margin", "by_user_turns", "by_differing_turns",
+        "length_baseline",
     }  # fmt: skip
     assert data["by_user_turns"]["3+"] == {"n": 2, "accuracy": 0.5}
     table = format_pairwise_table({"toy": report})
     assert "| toy | 5 | 50.0 |" in table and "100.0 (1)" in table
+
+
+def test_length_only_baseline_beside_accuracy_per_bucket() -> None:
+    rows: list[Any] = [
+        # 1 user turn: chosen longer (2 vs 1 tokens), the marker RM is right
+        {"chosen": chat("q", "GOOD GOOD"), "rejected": chat("q", "BAD")},
+        # 1 user turn: chosen shorter (1 vs 3), the marker RM is right
+        {"chosen": chat("q", "GOOD"), "rejected": chat("q", "BAD x y")},
+        # 2 user turns, 2 differing: chosen 1 + 1, rejected 2 + 2 tokens, RM wrong
+        {"chosen": chat("q", "BAD", "q2", "a"), "rejected": chat("q", "x y", "q2", "b c")},
+        # 2 user turns, 1 differing: same length (tie), RM right
+        {"chosen": chat("q", "a", "q2", "GOOD"), "rejected": chat("q", "a", "q2", "BAD")},
+    ]
+    report = evaluate_pairs(FunctionScorer(marker_score), rows, n_resamples=50)
+    assert report.accuracy == pytest.approx(3 / 4)
+    assert report.longer_wins == pytest.approx((1 + 0 + 0 + 0.5) / 4)
+    assert {k: (v.n, v.accuracy) for k, v in report.longer_wins_by_user_turns.items()} == {
+        "1": (2, 0.5),
+        "2": (2, 0.25),
+    }
+    assert {k: (v.n, v.accuracy) for k, v in report.longer_wins_by_differing_turns.items()} == {
+        "1": (3, pytest.approx(1.5 / 3)),
+        "2+": (1, 0.0),
+    }
+    baseline = report.to_dict()["length_baseline"]
+    assert baseline["longer_wins"] == pytest.approx(0.375)
+    assert baseline["by_user_turns"]["2"] == {"n": 2, "accuracy": 0.25}
+    table = format_pairwise_table({"toy": report})
+    assert "| toy | 4 | 75.0 | 37.5 |" in table
+    assert "50.0 (2) L 25.0" in table  # 2 user turns: RM 50.0, longer-wins 25.0
+    assert "length-only rule" in table
 
 
 def test_pairwise_reads_hh_rows(hh_records: list[dict[str, Any]]) -> None:
