@@ -14,8 +14,9 @@ lets TRL tokenise the rows itself; it then drops the over-long pairs). Same mode
 initial weights, seed, lr (1e-5, constant), batch size and ``transformers.Trainer``
 optimiser. Each side runs in its own process (peak RSS is its own).
 
-Timing: the wall time and the real-token counters are read at the end of every optimizer
-step; the report covers steps 2..``--steps`` ("net of a 1-step run": the first step,
+Timing: the wall time, the process CPU time (all threads; less sensitive than wall time
+to other jobs on a shared machine) and the real-token counters are read at the end of every
+optimizer step; the report covers steps 2..``--steps`` ("net of a 1-step run": the first step,
 which also pays for lazy initialisation, is left out). Real tokens are counted by each
 trainer from its own batches the same way (non-padding positions: TRL's
 ``attention_mask.sum()``, our ``sequence_lengths.sum()``). The per-step losses are printed
@@ -84,15 +85,15 @@ def load_model(name: str, layers: int) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def step_marks(read_tokens: Any) -> tuple[Any, list[tuple[float, int]]]:
-    """A callback recording (time, real tokens so far) at every optimizer step end."""
+def step_marks(read_tokens: Any) -> tuple[Any, list[tuple[float, int, float]]]:
+    """A callback recording (wall time, real tokens so far, process CPU time) at step ends."""
     from transformers import TrainerCallback
 
-    marks: list[tuple[float, int]] = []
+    marks: list[tuple[float, int, float]] = []
 
     class Marks(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            marks.append((time.perf_counter(), int(read_tokens())))
+            marks.append((time.perf_counter(), int(read_tokens()), time.process_time()))
 
     return Marks(), marks
 
@@ -171,14 +172,16 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
     trainer.train()
     if profiler is not None:
         profiler.stop()
-    (t1, k1), (tn, kn) = marks[0], marks[-1]
+    (t1, k1, c1), (tn, kn, cn) = marks[0], marks[-1]
     losses = [round(e["loss"], 4) for e in trainer.state.log_history if "loss" in e]
     result = {
         "side": args.side, "attn": attn, "threads": torch.get_num_threads(),
         "layers": model.config.num_hidden_layers, "steps_timed": len(marks) - 1,
         "pairs_per_step": args.batch_size, "real_tokens": kn - k1,
         "seconds": round(tn - t1, 1), "real_tokens_per_s": round((kn - k1) / (tn - t1), 1),
-        "first_step_s": round(t1 - started, 1), "losses": losses,
+        "cpu_s": round(cn - c1, 1), "real_tokens_per_cpu_s": round((kn - k1) / (cn - c1), 1),
+        "first_step_s": round(t1 - started, 1), "first_step_tokens": k1,
+        "all_steps_tokens_per_s": round(kn / (tn - started), 1), "losses": losses,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
