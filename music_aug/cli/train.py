@@ -55,7 +55,10 @@ def _register_train(subparsers: Any) -> None:
     parser.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters")
     parser.add_argument("--padding-free", choices=("auto", "on", "off"), default=None)
     parser.add_argument(
-        "--attn-implementation", default=None, help="eager, sdpa, flash_attention_2"
+        "--attn-implementation",
+        default=None,
+        help="eager, sdpa, flash_attention_2, segmented_varlen (default: the fastest for "
+        "the hardware: flash_attention_2 on CUDA with flash-attn, else segmented_varlen)",
     )
     parser.add_argument("--logging-steps", type=int, default=None)
     parser.add_argument("--eval-steps", type=int, default=None)

@@ -14,10 +14,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from music_aug.errors import ConfigError
 
-__all__ = ["TRUNCATION_POLICIES", "RewardTrainingConfig", "TruncationPolicy"]
+__all__ = [
+    "TRUNCATION_POLICIES",
+    "RewardTrainingConfig",
+    "TruncationPolicy",
+    "is_varlen_attention",
+    "packs_sequences",
+]
 
 TruncationPolicy = Literal["drop_oldest_turns", "truncate_left", "filter"]
 TRUNCATION_POLICIES: tuple[str, ...] = ("drop_oldest_turns", "truncate_left", "filter")
+
+
+def is_varlen_attention(name: str | None) -> bool:
+    """Whether attention ``name`` runs per packed sequence (flash varlen or segmented_varlen)."""
+    name = name or ""
+    return name.startswith("flash_attention") or name == "segmented_varlen"
+
+
+def packs_sequences(padding_free: bool | str, attn_implementation: str | None) -> bool:
+    """Whether batches are packed: an explicit ``padding_free``, else under varlen attention."""
+    if padding_free == "auto":
+        return is_varlen_attention(attn_implementation)
+    return bool(padding_free)
 
 
 class RewardTrainingConfig(BaseModel):
@@ -58,7 +77,9 @@ class RewardTrainingConfig(BaseModel):
         gradient_checkpointing: recompute activations in the backward pass.
         attn_implementation: "eager", "sdpa", "flash_attention_2", or
             "segmented_varlen" (``music_aug.reward.varlen``: padding-free attention without
-            flash-attention, one SDPA call per packed sequence); ``None``: library default.
+            flash-attention, one SDPA call per packed sequence); ``None``: the fastest
+            correct choice for the hardware (``music_aug.reward.autotune``) when the model
+            is loaded by name, the model's own when it is passed in memory.
         padding_free: pack sequences with ``position_ids`` instead of padding them;
             ``"auto"`` packs under flash-attention and ``segmented_varlen`` (attention
             restricted to each sequence) and pads otherwise.
@@ -137,12 +158,9 @@ class RewardTrainingConfig(BaseModel):
         return self.per_device_batch_size * self.gradient_accumulation_steps * world_size
 
     def resolved_padding_free(self) -> bool:
-        """Whether to pack sequences: explicit setting, else only under flash-attention."""
-        if self.padding_free == "auto":
-            return self.varlen_attention()
-        return bool(self.padding_free)
+        """Whether to pack sequences under the configured attention (see ``packs_sequences``)."""
+        return packs_sequences(self.padding_free, self.attn_implementation)
 
     def varlen_attention(self) -> bool:
-        """Whether attention runs per packed sequence (flash varlen or segmented_varlen)."""
-        name = self.attn_implementation or ""
-        return name.startswith("flash_attention") or name == "segmented_varlen"
+        """Whether the configured attention runs per packed sequence."""
+        return is_varlen_attention(self.attn_implementation)

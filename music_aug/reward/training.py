@@ -141,17 +141,14 @@ def train_reward_model(
     except ImportError:
         raise MissingDependencyError("transformers", "train", "Reward-model training") from None
     set_seed(config.seed)
+    loaded = model is None
     if model is None:
         model, tokenizer = load_model_and_tokenizer(
             config.model, dtype=config.dtype, attn_implementation=config.attn_implementation
         )
     elif tokenizer is None:
         raise ValueError("pass the tokenizer together with an in-memory model")
-    elif config.attn_implementation:
-        from music_aug.reward.varlen import register_varlen_attention
-
-        register_varlen_attention()
-        model.set_attn_implementation(config.attn_implementation)
+    attn = _attention(config, model, loaded)
     ensure_pad_token(tokenizer, model)
     options: dict[str, Any] = {
         "max_length": config.max_length,
@@ -171,7 +168,7 @@ def train_reward_model(
     trainer = RewardTrainer(
         model=model,
         args=training_arguments(config, eval_features is not None),
-        data_collator=make_collator(config, tokenizer.pad_token_id),
+        data_collator=make_collator(config, tokenizer.pad_token_id, attn),
         train_dataset=train_features,
         eval_dataset=eval_features,
         processing_class=tokenizer,
@@ -181,6 +178,7 @@ def train_reward_model(
     output = trainer.train()
     elapsed = time.perf_counter() - started
     metrics: dict[str, Any] = dict(output.metrics)
+    metrics["attn_implementation"] = attn
     metrics["train_real_tokens"] = trainer.real_tokens_seen
     metrics["train_real_tokens_per_second"] = trainer.real_tokens_seen / max(elapsed, 1e-9)
     metrics["train_padding_fraction"] = 1.0 - trainer.real_tokens_seen / max(
@@ -203,6 +201,27 @@ def train_reward_model(
     if save:
         _save(trainer, result, config)
     return result
+
+
+def _attention(config: RewardTrainingConfig, model: Any, loaded: bool) -> str:
+    """Set and return the attention that runs: the config's, else the hardware default
+    (``music_aug.reward.autotune``) for a model loaded by name, else the model's own."""
+    import torch
+
+    from music_aug.reward.autotune import default_attention
+    from music_aug.reward.varlen import register_varlen_attention
+
+    attn = config.attn_implementation
+    if attn is None and loaded:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        attn = default_attention(model.config.model_type, device, model.dtype)
+    if attn is None:
+        return str(getattr(model.config, "_attn_implementation", None) or "eager")
+    register_varlen_attention()
+    if getattr(model.config, "_attn_implementation", None) != attn:
+        model.set_attn_implementation(attn)
+    logger.info("attention: %s", attn)
+    return attn
 
 
 def _save(trainer: Any, result: TrainResult, config: RewardTrainingConfig) -> None:

@@ -83,26 +83,42 @@ def varlen_attention_forward(
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     drop = dropout if module.training else 0.0
     rows = []
-    for row in range(query.shape[0]):
-        positions = position_ids[min(row, position_ids.shape[0] - 1)]
-        starts = torch.nonzero(positions == 0).flatten().tolist()
-        if not starts or starts[0] != 0:
-            starts = [0, *starts]
-        bounds = [*starts, positions.shape[0]]
+    # unbind / split, not slicing: the backward of a slice writes a zero-filled gradient as
+    # large as the whole row for every segment (profiled in issue 14: fill_/copy_/add_
+    # took more time than the attention itself); split's backward is one concatenation.
+    for row, (q_row, k_row, v_row) in enumerate(
+        zip(query.unbind(0), key.unbind(0), value.unbind(0), strict=True)
+    ):
+        sizes = _segment_sizes(position_ids[min(row, position_ids.shape[0] - 1)])
         segments = [
             _segment_attention(
-                query[row : row + 1, :, start:end],
-                key[row : row + 1, :, start:end],
-                value[row : row + 1, :, start:end],
+                q[None],
+                k[None],
+                v[None],
                 scaling=scaling,
                 softcap=softcap,
                 sliding_window=kwargs.get("sliding_window"),
                 dropout=drop,
             )
-            for start, end in itertools.pairwise(bounds)
+            for q, k, v in zip(
+                q_row.split(sizes, dim=1),
+                k_row.split(sizes, dim=1),
+                v_row.split(sizes, dim=1),
+                strict=True,
+            )
         ]
         rows.append(torch.cat(segments, dim=2))
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
+
+
+def _segment_sizes(positions: Any) -> list[int]:
+    """Lengths of the sequences of one packed row (each restarts at position 0)."""
+    import torch
+
+    starts = torch.nonzero(positions == 0).flatten().tolist()
+    if not starts or starts[0] != 0:
+        starts = [0, *starts]
+    return [end - start for start, end in itertools.pairwise([*starts, positions.shape[0]])]
 
 
 def _eager_fallback(

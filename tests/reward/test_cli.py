@@ -42,6 +42,10 @@ def test_train_then_score(
     saved = json.loads((tmp_path / "rm" / "training_config.json").read_text())
     assert saved["truncation"] == "truncate_left" and saved["seed"] == 1
     assert saved["max_steps"] == 3 and saved["per_device_batch_size"] == 4
+    # no --attn-implementation: the hardware default runs (packed, no padding on CPU)
+    metrics = json.loads((tmp_path / "rm" / "metrics.json").read_text())["metrics"]
+    assert metrics["attn_implementation"] == "segmented_varlen"
+    assert metrics["train_padding_fraction"] == 0.0 and saved["attn_implementation"] is None
 
     scored = tmp_path / "scored.jsonl"
     assert (

@@ -1,0 +1,355 @@
+"""Gemma-2 reward-model training on one GPU: music_aug's RewardTrainer vs TRL's, with MFU.
+
+A random-init ``Gemma2ForSequenceClassification`` with the Gemma-2-9B shapes (hidden 3584,
+16 heads, 8 kv heads, head_dim 256, intermediate 14336, vocab 256000, soft-capping) and
+``--layers`` decoder layers trains for ``--steps`` optimizer steps in bf16 on synthetic pairs
+(random token ids; chosen and rejected share a prompt, lengths drawn uniformly from
+``[--min-length, --max-length]``, seeded), once with each trainer. Printed per side: real
+(non-padding) tokens/s, MFU and peak GPU memory, measured over the steps after
+``--warmup``. Before training, the script checks that a padding-free (packed) batch and a
+padded batch give the same rewards within ``--tolerance``.
+
+MFU = model FLOPs of the real tokens / time / ``--peak-tflops``. Model FLOPs of one sequence
+of ``s`` real tokens: ``6 * N * s + 12 * layers * heads * head_dim * s**2`` (the PaLM
+convention: forward + backward = 3x the forward's 2 FLOPs per weight and token, plus the
+attention score and value products, not discounted for causality), where ``N`` counts the
+weights of every matrix multiply a token goes through (all parameters except the input
+embedding table; a reward model has no LM head). Padding and activation recomputation
+(``--checkpointing``) do not count as useful FLOPs.
+
+Needs torch, transformers and accelerate; music-aug and TRL (and their pure-Python
+dependencies) come as wheels, see ``benchmarks/gpu/README.md``. ``--tiny`` shrinks the model
+and the sequences so the script runs on a CPU in seconds (``tests/reward/test_gpu_bench.py``).
+
+Usage:
+    python benchmarks/gpu/bench_gemma2.py --layers 8 --steps 12 --warmup 2
+    python benchmarks/gpu/bench_gemma2.py --tiny      # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+GEMMA2_9B = {
+    "vocab_size": 256000,
+    "hidden_size": 3584,
+    "intermediate_size": 14336,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 256,
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 4096,
+    "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0,
+}
+TINY = {
+    "vocab_size": 512,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "query_pre_attn_scalar": 16,
+    "sliding_window": 48,
+    "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0,
+}
+PAD, EOS, UNK = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=8, help="decoder layers (9B has 42)")
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per trainer")
+    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of timing")
+    parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
+    parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--min-length", type=int, default=256)
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="H200 bf16 dense")
+    parser.add_argument("--sides", default="ours,trl", help="comma list of ours, trl")
+    parser.add_argument(
+        "--attn", default="auto", help="ours: attention implementation ('auto': our default)"
+    )
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None)
+    parser.add_argument("--tolerance", type=float, default=None, help="reward check tolerance")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="tiny model and sequences (CPU)")
+    parser.add_argument("--output-dir", default="/tmp/bench_gemma2_gpu")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.layers = min(args.layers, 2)
+        args.max_length, args.min_length = min(args.max_length, 64), min(args.min_length, 16)
+        args.steps, args.warmup = min(args.steps, 4), min(args.warmup, 1)
+    if args.warmup >= args.steps:
+        parser.error("--warmup must be smaller than --steps")
+    return args
+
+
+def device_and_dtype(args: argparse.Namespace) -> tuple[Any, Any]:
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    return device, getattr(torch, name)
+
+
+def build_model(args: argparse.Namespace, device: Any, dtype: Any) -> Any:
+    import torch
+    from transformers import Gemma2Config, Gemma2ForSequenceClassification
+
+    shape = TINY if args.tiny else GEMMA2_9B
+    config = Gemma2Config(
+        **shape, num_hidden_layers=args.layers, num_labels=1, pad_token_id=PAD,
+        eos_token_id=EOS, bos_token_id=EOS, dtype=dtype,
+    )  # fmt: skip
+    torch.manual_seed(args.seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Gemma2ForSequenceClassification(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model
+
+
+def build_tokenizer(vocab_size: int) -> Any:
+    """A minimal fast tokenizer (TRL wants a processing class; the data is pre-tokenised)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": PAD, "<eos>": EOS, "<unk>": UNK}
+    vocab.update({f"t{i}": i for i in range(3, vocab_size)})
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+
+
+def synthetic_pairs(args: argparse.Namespace, vocab_size: int, count: int) -> list[Any]:
+    """``count`` pairs of random ids: shared prompt, different answers, seeded lengths."""
+    from music_aug.reward.data import PairFeatures
+
+    rng = random.Random(args.seed)
+    pairs = []
+    for row in range(count):
+        lengths = [rng.randint(args.min_length, args.max_length) for _ in range(2)]
+        prompt = [rng.randrange(3, vocab_size) for _ in range(min(lengths) * 3 // 4)]
+        sides = [
+            prompt + [rng.randrange(3, vocab_size) for _ in range(n - len(prompt))] for n in lengths
+        ]
+        pairs.append(PairFeatures(chosen_ids=sides[0], rejected_ids=sides[1], row=row))
+    return pairs
+
+
+def matmul_params(model: Any) -> int:
+    """Weights every token multiplies through: all parameters but the input embedding."""
+    embedding = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p is not embedding)
+
+
+class Meter:
+    """Real tokens and model FLOPs of the training batches, snapshotted at step ends."""
+
+    def __init__(self, params: int, layers: int, attn_width: int) -> None:
+        self.params, self.layers, self.attn_width = params, layers, attn_width
+        self.tokens = 0
+        self.flops = 0.0
+        self.marks: list[tuple[float, int, float]] = []
+
+    def add(self, lengths: list[int]) -> None:
+        self.tokens += sum(lengths)
+        for s in lengths:
+            self.flops += 6.0 * self.params * s + 12.0 * self.layers * self.attn_width * s * s
+
+    def mark(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.marks.append((time.perf_counter(), self.tokens, self.flops))
+
+
+def metered(trainer_class: Any, meter: Meter) -> Any:
+    """``trainer_class`` whose training ``compute_loss`` reports real sequence lengths."""
+    from transformers import TrainerCallback
+
+    class StepMarks(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            meter.mark()
+
+    class Metered(trainer_class):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_callback(StepMarks())
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kw: Any) -> Any:
+            if model.training:
+                lengths = inputs.get("sequence_lengths")
+                if lengths is None:
+                    lengths = inputs["attention_mask"].sum(dim=1)
+                meter.add([int(n) for n in lengths.tolist()])
+            return super().compute_loss(model, inputs, *args, **kw)
+
+    return Metered
+
+
+def our_attention(args: argparse.Namespace, device: Any) -> str:
+    """The attention our trainer runs (``--attn auto``: what ``music-aug train`` picks)."""
+    if args.attn != "auto":
+        return str(args.attn)
+    from music_aug.reward.autotune import default_attention
+
+    return default_attention("gemma2", device.type)
+
+
+def run_side(side: str, args: argparse.Namespace, device: Any, dtype: Any) -> dict[str, Any]:
+    import torch
+
+    model = build_model(args, device, dtype)
+    vocab = model.config.vocab_size
+    pairs = synthetic_pairs(args, vocab, args.steps * args.batch_size)
+    cfg = model.config
+    meter = Meter(
+        matmul_params(model), cfg.num_hidden_layers, cfg.num_attention_heads * cfg.head_dim
+    )
+    bf16 = dtype == torch.bfloat16
+    common = {
+        "output_dir": f"{args.output_dir}/{side}", "learning_rate": 2e-6,
+        "max_steps": args.steps, "logging_steps": args.steps, "report_to": "none",
+        "seed": args.seed, "disable_tqdm": True, "save_strategy": "no",
+        "lr_scheduler_type": "constant", "bf16": bf16,
+        "per_device_train_batch_size": args.batch_size,
+    }  # fmt: skip
+    attn = "-"
+    if side == "ours":
+        from music_aug.reward.config import RewardTrainingConfig
+        from music_aug.reward.trainer import RewardTrainer, make_collator
+        from music_aug.reward.training import training_arguments
+        from music_aug.reward.varlen import register_varlen_attention
+
+        attn = our_attention(args, device)
+        register_varlen_attention()
+        model.set_attn_implementation(attn)
+        config = RewardTrainingConfig(
+            model="random-gemma2", output_dir=common["output_dir"], max_length=args.max_length,
+            per_device_batch_size=args.batch_size, warmup_ratio=0.0, lr_scheduler="constant",
+            learning_rate=2e-6, max_steps=args.steps, logging_steps=args.steps, seed=args.seed,
+            bf16=bf16, attn_implementation=attn, gradient_checkpointing=args.checkpointing,
+            disable_tqdm=True,
+        )  # fmt: skip
+        trainer = metered(RewardTrainer, meter)(
+            model=model, args=training_arguments(config, False), train_dataset=pairs,
+            data_collator=make_collator(config, PAD), processing_class=build_tokenizer(vocab),
+            reward_config=config,
+        )  # fmt: skip
+    else:
+        from datasets import Dataset
+        from trl import RewardConfig
+        from trl import RewardTrainer as TRLRewardTrainer
+
+        attn = str(model.config._attn_implementation)
+        trl_args = RewardConfig(
+            max_length=args.max_length, gradient_checkpointing=args.checkpointing, **common
+        )
+        rows = {"chosen_ids": [p.chosen_ids for p in pairs]}
+        rows["rejected_ids"] = [p.rejected_ids for p in pairs]
+        trainer = metered(TRLRewardTrainer, meter)(
+            model=model, args=trl_args, train_dataset=Dataset.from_dict(rows),
+            processing_class=build_tokenizer(vocab),
+        )  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    start, end = meter.marks[args.warmup - 1], meter.marks[-1]
+    seconds = end[0] - start[0]
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    result = {
+        "side": side, "attn": attn, "layers": args.layers, "dtype": str(dtype).split(".")[-1],
+        "steps_timed": len(meter.marks) - args.warmup, "real_tokens": end[1] - start[1],
+        "seconds": round(seconds, 3),
+        "real_tokens_per_s": round((end[1] - start[1]) / seconds, 1),
+        "tflops_per_s": float(f"{(end[2] - start[2]) / seconds / 1e12:.4g}"),
+        "mfu": float(f"{(end[2] - start[2]) / seconds / (args.peak_tflops * 1e12):.4g}"),
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)
+        if device.type == "cuda" else None,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "train_loss": round(losses[-1], 4) if losses else None,
+        "matmul_params": meter.params,
+    }  # fmt: skip
+    del trainer, model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> dict[str, Any]:
+    """Rewards of one batch packed (padding-free) vs padded, same weights, eval mode."""
+    import torch
+
+    from music_aug.reward.collate import PairCollator
+    from music_aug.reward.pooling import sequence_rewards
+    from music_aug.reward.varlen import register_varlen_attention
+
+    register_varlen_attention()
+    model = build_model(args, device, dtype).eval()
+    pairs = synthetic_pairs(args, model.config.vocab_size, args.batch_size)
+    packed_attn = our_attention(args, device)
+    rewards = {}
+    layouts = {"padded": ("eager", False), "packed": (packed_attn, True)}
+    with torch.no_grad():
+        for layout, (attn, packed) in layouts.items():
+            model.set_attn_implementation(attn)
+            batch = PairCollator(pad_token_id=PAD, packed=packed, single_row=packed)(pairs)
+            batch = {key: value.to(device) for key, value in batch.items()}
+            rewards[layout] = sequence_rewards(model, batch).float().cpu()
+    diff = (rewards["packed"] - rewards["padded"]).abs().max().item()
+    scale = rewards["padded"].abs().max().item()
+    tolerance = args.tolerance
+    if tolerance is None:
+        tolerance = 3e-2 * max(1.0, scale) if dtype == torch.bfloat16 else 1e-4 * max(1.0, scale)
+    del model
+    gc.collect()
+    return {
+        "check": "packed_vs_padded_rewards", "packed_attn": packed_attn,
+        "max_abs_diff": round(diff, 6), "max_abs_reward": round(scale, 4),
+        "tolerance": tolerance, "ok": diff <= tolerance,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a source checkout
+    device, dtype = device_and_dtype(args)
+    check = check_rewards(args, device, dtype)
+    print(json.dumps(check), flush=True)
+    results = [run_side(side, args, device, dtype) for side in args.sides.split(",") if side]
+    for result in results:
+        print(json.dumps(result), flush=True)
+    summary: dict[str, Any] = {"summary": True, "device": str(device), "check_ok": check["ok"]}
+    if device.type == "cuda":
+        import torch
+
+        summary["gpu"] = torch.cuda.get_device_name(0)
+    summary["peak_tflops"] = args.peak_tflops
+    by_side = {r["side"]: r for r in results}
+    if "ours" in by_side and "trl" in by_side:
+        ratio = by_side["ours"]["real_tokens_per_s"] / by_side["trl"]["real_tokens_per_s"]
+        summary["ours_vs_trl_tokens_per_s"] = round(ratio, 3)
+    summary.update({f"{side}_mfu": r["mfu"] for side, r in by_side.items()})
+    print(json.dumps(summary), flush=True)
+    return 0 if check["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""benchmarks/gpu/bench_gemma2.py runs end to end on the CPU (``--tiny``), both trainers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "bench_gemma2.py"
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_gemma2", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_model_flops_follow_the_stated_formula() -> None:
+    bench = _bench()
+    meter = bench.Meter(params=1000, layers=2, attn_width=64)
+    meter.add([10, 3])
+    expected = sum(6 * 1000 * s + 12 * 2 * 64 * s * s for s in (10, 3))
+    assert meter.tokens == 13
+    assert meter.flops == expected
+
+
+def test_matmul_params_leave_out_the_embedding_table() -> None:
+    bench = _bench()
+    args = bench.parse_args(["--tiny"])
+    device, dtype = bench.device_and_dtype(args)
+    model = bench.build_model(args, device, dtype)
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight.numel()
+    assert bench.matmul_params(model) == total - embedding
+    assert model.config.num_hidden_layers == 2 and model.config.attn_logit_softcapping == 50.0
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_both_sides_and_checks_rewards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("trl")
+    bench = _bench()
+    code = bench.main(["--tiny", "--output-dir", str(tmp_path)])
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"')
+    ]
+    check = next(line for line in lines if line.get("check"))
+    assert check["ok"] and check["max_abs_diff"] <= check["tolerance"] and code == 0
+    sides = {line["side"]: line for line in lines if "side" in line}
+    assert set(sides) == {"ours", "trl"}
+    assert sides["ours"]["attn"] == "segmented_varlen"  # our CPU default
+    for result in sides.values():
+        assert result["steps_timed"] == 3 and result["real_tokens"] > 0
+        assert result["real_tokens_per_s"] > 0 and 0 < result["mfu"] < 1
+        assert result["train_loss"] > 0
+    summary = lines[-1]
+    assert summary["summary"] and summary["check_ok"] and summary["ours_vs_trl_tokens_per_s"] > 0
