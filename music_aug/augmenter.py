@@ -1,8 +1,8 @@
 """``MusicAugmenter``: the ``datasets.map`` callable that runs MUSIC, event-driven.
 
 For each source row the augmenter plans pairs (``TurnSelector``), then grows two branches
-per pair, step by step (``PairStepper``: contrast, answer, next user turn). ``PairBuilder``
-checks and emits the pair.
+per pair, step by step (``RowWork`` drives ``PairStepper``: contrast, answer, next user
+turn). ``PairBuilder`` checks and emits the pair.
 
 Scheduling (``scheduler.run``): every branch sends its next request the moment its last
 result arrives, so up to the backend's capacity requests stay in flight across all rows;
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from music_aug import scheduler
-from music_aug.backends.base import Backend, ChatRequest, ChatResult
+from music_aug.backends.base import Backend
 from music_aug.backends.info import backend_info
 from music_aug.backends.stream import open_stream
 from music_aug.batches import OUTPUT_COLUMNS, is_batch, read_batch, read_example, write_batch
@@ -38,6 +38,7 @@ from music_aug.failfast import FailFast
 from music_aug.pairs import PairBuilder, PairInvariantError
 from music_aug.perturb import InstructionPerturber
 from music_aug.prompt_style import resolve_prompt_style, role_templates
+from music_aug.rows import RowWork
 from music_aug.selection import TurnSelector, read_source
 from music_aug.simulate import AssistantSimulator, UserSimulator
 from music_aug.steps import PairStepper
@@ -230,7 +231,7 @@ class MusicAugmenter:
 
     def _drive(
         self,
-        rows: Iterable[_Row],
+        rows: Iterable[RowWork],
         *,
         window: scheduler.Window | None = None,
         batch_size: int = 16,
@@ -261,18 +262,22 @@ class MusicAugmenter:
         verifier = cast(ContrastVerifier, self.verifier)
         yield from verifier.apply(groups, self.config.verify, self.summary)
 
-    def _admit(self, record: Any) -> _Row:
+    def _row(self, row: int, jobs: list[PairJob], planned: list[dict[str, Any]]) -> RowWork:
+        return RowWork(row, jobs, planned, stepper=self.stepper, failfast=self.failfast,
+                       summary=self.summary, on_error=self.config.on_error)  # fmt: skip
+
+    def _admit(self, record: Any) -> RowWork:
         row = self._rows_seen
         self._rows_seen += 1
         self.summary.rows_in += 1
         try:
-            return _Row(row, self._plan(record, row), [], self)
+            return self._row(row, self._plan(record, row), [])
         except UserInputError as error:
             if self.config.on_error == "raise":
                 raise
             planned: list[dict[str, Any]] = []
             self._fail_row(planned, record, row, type(error).__name__, str(error))
-            return _Row(row, [], planned, self)
+            return self._row(row, [], planned)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, record: Any, row: int) -> list[PairJob]:
@@ -296,35 +301,6 @@ class MusicAugmenter:
         record_id = record.get("id") if isinstance(record, Mapping) else None
         source_id = str(record_id) if record_id is not None else content[:16]
         return [PairJob(row, source, source_id, s, rng.getrandbits(31)) for s in selections]
-
-    def _next_request(self, job: PairJob, side: int) -> ChatRequest | None:
-        branch = job.branches[side]
-        try:
-            return self.stepper.next_request(job, branch)
-        except StepFailure as failure:  # a step settled without a request (length control)
-            self._failed_step(job, side, failure)
-            return None
-
-    def _failed_step(self, job: PairJob, side: int, failure: StepFailure) -> None:
-        job.fail(job.branches[side], failure)
-        if self.config.on_error == "raise":
-            raise AugmentationError(str(failure), row=job.row, reason=failure.reason) from None
-
-    def _receive(self, job: PairJob, side: int, request: ChatRequest, result: ChatResult) -> None:
-        self.failfast.observe(request, result)  # a run that cannot succeed stops here
-        branch = job.branches[side]
-        usage = result.usage
-        job.record(branch, usage.prompt_tokens, usage.completion_tokens)
-        self._add_usage(
-            {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-             "requests": 1}
-        )  # fmt: skip
-        try:
-            self.stepper.receive(job, branch, result)
-        except StepFailure as failure:
-            self._failed_step(job, side, failure)
-        finally:
-            job.mark_contrasts(branch)
 
     # ------------------------------------------------------------------ emitting
     def _finish(self, job: PairJob) -> list[dict[str, Any]]:
@@ -362,7 +338,7 @@ class MusicAugmenter:
         common["contrast_instructions"] = job.contrasts[:kept]
         return self._failed(job.source.to_messages(), failure.reason, str(failure), common)
 
-    def _salvage(self, rows: list[_Row]) -> list[dict[str, Any]]:
+    def _salvage(self, rows: list[RowWork]) -> list[dict[str, Any]]:
         """Pairs of ``rows`` that finished before a fail-fast stop; the rest are left out
         (not marked failed: a rerun redoes them, the request cache serves what was paid)."""
         done = [job for work in rows for job in work.jobs if job.error is None and job.settled]
@@ -384,49 +360,6 @@ class MusicAugmenter:
             return []
         self.summary.failed += 1
         return [self.builder.failed(source=source, error=f"{reason}: {message}", **fields)]
-
-    def _add_usage(self, usage: Mapping[str, int]) -> None:
-        for key, value in usage.items():
-            self.summary.usage[key] = self.summary.usage.get(key, 0) + value
-
-
-class _Row:
-    """One input row as the scheduler sees it: its pairs' branches, requests and results."""
-
-    __slots__ = ("augmenter", "jobs", "planned", "row", "sent", "weight")
-
-    def __init__(
-        self, row: int, jobs: list[PairJob], planned: list[dict[str, Any]], augmenter: Any
-    ) -> None:
-        self.row = row
-        self.jobs = jobs
-        self.planned = planned  # output rows known at planning time (a failed row)
-        self.augmenter = augmenter
-        self.sent: dict[tuple[int, int], ChatRequest] = {}  # in flight, by (job, side)
-        # generated turns of the longest pair: about how long its dependency chain is
-        self.weight = max((j.selection.num_turns - j.selection.branch_turn for j in jobs),
-                          default=0)  # fmt: skip
-
-    def ready(self) -> list[tuple[object, ChatRequest]]:
-        wanted: list[tuple[object, ChatRequest]] = []
-        for j, job in enumerate(self.jobs):
-            for side, branch in enumerate(job.branches):
-                if job.may_send(branch):
-                    request = self.augmenter._next_request(job, side)
-                    if request is not None:
-                        branch.sent = True
-                        self.sent[j, side] = request
-                        wanted.append(((j, side), request))
-        return wanted
-
-    def receive(self, handle: object, result: ChatResult) -> None:
-        index, side = cast("tuple[int, int]", handle)
-        request = self.sent.pop((index, side))
-        self.augmenter._receive(self.jobs[index], side, request, result)
-
-    @property
-    def finished(self) -> bool:
-        return all(job.settled for job in self.jobs)
 
 
 def _is_batch(batch: Any) -> bool:

@@ -5,7 +5,7 @@ plausible, but different instruction u'_t (a good answer to u'_t is a bad answer
 cleans the model's output and validates it: non-empty, not u_t again, not a refusal, not
 a copy of the assistant's last answer, within sane length bounds.
 
-It does not call the backend or retry: the augmenter's wave scheduler sends requests in
+It does not call the backend or retry: the augmenter's scheduler sends requests in
 batches and asks for a new request (with a new seed) after an invalid output.
 """
 
