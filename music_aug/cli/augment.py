@@ -207,11 +207,9 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_augment(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from tqdm import tqdm
-
-    from music_aug.augmenter import MusicAugmenter
     from music_aug.backends.registry import create_backend
     from music_aug.config import MusicConfig, default_sampling
+    from music_aug.errors import BackendUnusableError
     from music_aug.summary import Prices
 
     options: dict[str, Any] = {
@@ -273,6 +271,40 @@ def run_augment(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             cache=f"{args.cache}.judge" if args.cache else None,
         )
+    try:
+        try:
+            augmenter = _augment_to_file(args, rows, config, backend, judge)
+        except BackendUnusableError as error:
+            if not _completions_only(error, args):
+                raise
+            # prompt_style "auto" chose chat for an OpenAI-compatible server that has no
+            # chat endpoint; nothing was written (every first request failed): go again
+            # with completion prompts for every role, as the error's fix says.
+            print(f"{error}\nretrying with --prompt-style completion --assistant-template "
+                  "assistant_fewshot", file=sys.stderr)  # fmt: skip
+            config = config.model_copy(
+                update={"prompt_style": "completion", "assistant_template": "assistant_fewshot"}
+            )
+            augmenter = _augment_to_file(args, rows, config, backend, judge)
+    finally:
+        backend.close()
+        if judge is not None:
+            judge.close()
+    print(f"wrote {augmenter.summary.pairs_out + augmenter.summary.failed} rows to {args.output}")
+    print(augmenter.summary.format(prices))
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(augmenter.summary.to_dict(), indent=2))
+    return 0
+
+
+def _augment_to_file(
+    args: argparse.Namespace, rows: list[dict[str, Any]], config: Any, backend: Any, judge: Any
+) -> Any:
+    """Stream ``rows`` through a new augmenter into ``args.output``; returns the augmenter."""
+    from tqdm import tqdm
+
+    from music_aug.augmenter import MusicAugmenter
+
     augmenter = MusicAugmenter(config, backend, judge_backend=judge)
     writer = _Writer(Path(args.output))
     try:
@@ -287,14 +319,19 @@ def run_augment(args: argparse.Namespace) -> int:
                                 refresh=False)  # fmt: skip
     finally:
         writer.close()
-        backend.close()
-        if judge is not None:
-            judge.close()
-    print(f"wrote {augmenter.summary.pairs_out + augmenter.summary.failed} rows to {args.output}")
-    print(augmenter.summary.format(prices))
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(augmenter.summary.to_dict(), indent=2))
-    return 0
+    return augmenter
+
+
+def _completions_only(error: Any, args: argparse.Namespace) -> bool:
+    """A 404 from the chat endpoint under ``--prompt-style auto``, before any row was written."""
+    return (
+        args.prompt_style == "auto"
+        and not args.assistant_template
+        and getattr(error, "status", None) == 404
+        and str(getattr(error, "endpoint", "")).endswith("/chat/completions")
+        and not getattr(error, "rows", None)
+        and "assistant_fewshot" in str(getattr(error, "fix", ""))
+    )
 
 
 # ----------------------------------------------------------------------------- show

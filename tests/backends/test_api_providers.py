@@ -228,3 +228,22 @@ def test_cli_dry_run_sends_nothing_and_a_real_run_prints_its_cost(
     assert "cost:               $" in printed
     answers = [e.body["messages"] for e in server.log if e.body["max_tokens"] == 256]
     assert answers and all(m[0] == {"role": "system", "content": "Be terse."} for m in answers)
+
+
+def test_cli_auto_style_falls_back_to_completion_prompts_on_a_completions_only_server(
+    provider: Make,
+    mt_bench_records: list[dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = _write(tmp_path / "in.jsonl", mt_bench_records[:3])
+    server = provider("completions_only")
+    assert _cli(source, tmp_path / "out.jsonl", server) == 0
+    rows = _read(tmp_path / "out.jsonl")
+    assert [row["music_metadata"]["status"] for row in rows] == ["ok"] * 3
+    assert {row["music_metadata"]["prompt_style"] for row in rows} == {"completion"}
+    assert "retrying with --prompt-style completion" in capsys.readouterr().err
+    # the first attempt stopped at once: only a few chat requests before the fallback
+    assert server.paths().count("/v1/chat/completions") <= 2 * 3
+    # an explicit style is never second-guessed
+    assert _cli(source, tmp_path / "chat.jsonl", server, "--prompt-style", "chat") == 2
