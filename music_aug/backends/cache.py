@@ -2,7 +2,8 @@
 
 One row per request, keyed by ``ChatRequest.key`` over (backend kind and model, messages or
 prompt, sampling including the seed). Each completed result is committed as soon as it
-arrives (backends offering ``iter_generate`` report results one by one), so ``kill -9``
+arrives (streaming backends, and those offering ``iter_generate``, report results one by
+one), so ``kill -9``
 loses at most the requests in flight, and rerunning a finished job sends nothing. The file
 uses WAL journaling with a busy timeout and one connection per process, so several
 processes (``datasets.map(num_proc=N)``, shards on one disk) can share it.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from music_aug.backends.base import Backend, ChatRequest, ChatResult, Usage
-from music_aug.backends.stream import RequestStream, open_stream
+from music_aug.backends.stream import RequestStream, iter_results, open_stream
 from music_aug.errors import ConfigError
 
 __all__ = ["CachedBackend", "cache_stats", "iter_results"]
@@ -46,27 +47,6 @@ INSERT OR IGNORE INTO counters VALUES ('hits', 0), ('misses', 0);
 """
 _BUSY_TIMEOUT_S = 60.0
 _SELECT_CHUNK = 500
-
-
-def iter_results(
-    backend: Backend, requests: Sequence[ChatRequest]
-) -> Iterator[tuple[int, ChatResult]]:
-    """Yield ``(index, result)`` for every request, as early as the backend allows.
-
-    Uses the backend's optional ``iter_generate`` (results in completion order) when it has
-    one, otherwise one ``generate`` call.
-    """
-    streaming = getattr(backend, "iter_generate", None)
-    if streaming is not None:
-        yield from streaming(requests)
-        return
-    results = backend.generate(requests)
-    if len(results) != len(requests):
-        raise RuntimeError(
-            f"backend {backend.name!r} returned {len(results)} results for {len(requests)} "
-            "requests; a backend must return exactly one result per request"
-        )
-    yield from enumerate(results)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -175,36 +155,10 @@ class CachedBackend:
     def iter_generate(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResult]]:
         """Yield ``(index, result)``: cache hits first, then misses as they complete.
 
-        Each successful miss is committed to the file before it is yielded.
+        Each successful miss is committed to the file before it is yielded (this runs
+        ``stream()``, the path the augmenter takes).
         """
-        if not requests:
-            return
-        keys = [self._key(request) for request in requests]
-        with self._lock:
-            found = self._lookup(keys)
-        positions: dict[str, list[int]] = {}
-        for index, key in enumerate(keys):
-            if key not in found:
-                positions.setdefault(key, []).append(index)
-        hits = len(requests) - sum(len(p) for p in positions.values())
-        with self._lock:
-            self.hits += hits
-            self.misses += len(positions)
-            self._count(hits, len(positions))
-        for index, key in enumerate(keys):
-            if key in found:
-                yield index, found[key]
-        todo = list(positions)
-        if not todo:
-            return
-        pending = [requests[positions[key][0]] for key in todo]
-        for sub_index, result in iter_results(self.backend, pending):
-            key = todo[sub_index]
-            if result.ok:
-                with self._lock:
-                    self._store(key, pending[sub_index], result)
-            for index in positions[key]:
-                yield index, result
+        yield from iter_results(self, requests)
 
     def stream(self) -> CachedStream:
         """A ``RequestStream``: hits come back at once, misses go through the backend's stream.

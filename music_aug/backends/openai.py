@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from music_aug.backends.base import ChatRequest, ChatResult, Usage
 from music_aug.backends.quirks import check_token_param, rejects_max_tokens, token_field
 from music_aug.backends.ratelimit import TokenBucket
 from music_aug.backends.retry import RequestFailure, classify, retrying, wait_seconds
-from music_aug.backends.stream import AsyncStream
+from music_aug.backends.stream import AsyncStream, iter_results
 from music_aug.errors import ConfigError, MissingDependencyError
 
 __all__ = ["OpenAIBackend", "RequestStats"]
@@ -313,36 +312,8 @@ class OpenAIBackend:
         return AsyncStream(rt.loop, run_one, self.max_concurrency)
 
     def iter_generate(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResult]]:
-        """Yield ``(index, result)`` as each request completes (used by ``CachedBackend``)."""
-        if not requests:
-            return
-        rt = self._ensure_runtime()
-        done: queue.SimpleQueue[tuple[int, ChatResult]] = queue.SimpleQueue()
-
-        async def run_all() -> None:
-            async def one(index: int, request: ChatRequest) -> None:
-                done.put((index, await self._one(rt, request)))
-
-            await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
-
-        future = rt.loop.submit(run_all())
-        try:
-            for _ in range(len(requests)):
-                while True:
-                    try:
-                        item = done.get(timeout=0.2)
-                        break
-                    except queue.Empty as empty:
-                        if future.done():
-                            future.result()  # raises what killed the batch, if anything
-                            if done.empty():
-                                raise RuntimeError(
-                                    "request batch ended without all results"
-                                ) from empty
-                yield item
-        finally:
-            if not future.done():
-                future.cancel()
+        """Yield ``(index, result)`` as each request completes (through ``stream()``)."""
+        yield from iter_results(self, requests)
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Run the requests concurrently; results in request order, failures as results."""

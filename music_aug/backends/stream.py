@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from music_aug.backends.aloop import LoopThread
 from music_aug.backends.base import Backend, ChatRequest, ChatResult
 from music_aug.errors import BackendError
 
-__all__ = ["AsyncStream", "BatchStream", "RequestStream", "open_stream"]
+__all__ = ["AsyncStream", "BatchStream", "RequestStream", "iter_results", "open_stream"]
 
 Item = tuple[int, ChatRequest]
 Done = tuple[int, ChatResult]
@@ -77,11 +77,13 @@ def open_stream(backend: Backend) -> RequestStream:
 
 
 class BatchStream:
-    """A stream over a ``generate(list)``-only backend: one call per ``wait``.
+    """A stream over a backend without ``stream()``: one backend call per step.
 
-    Everything submitted since the last ``wait`` goes into one ``generate`` call, so a
-    caller that submits all its ready requests before waiting gets the wave batching a
-    simple backend expects.
+    Everything submitted since the last call goes into one ``generate`` call, so a caller
+    that submits all its ready requests before waiting gets the wave batching a simple
+    backend expects. A backend that also offers ``iter_generate`` (results one by one, as
+    ``LlamaCppBackend`` does) is called through it instead, and each ``wait`` returns the
+    next result as soon as it exists, so a cache above commits every result as it comes.
     """
 
     capacity: int | None = None
@@ -90,16 +92,29 @@ class BatchStream:
         self.backend = backend
         self.calls = 0
         self._pending: list[Item] = []
+        self._running: Iterator[tuple[int, ChatResult]] | None = None  # an iter_generate call
+        self._tickets: list[int] = []  # of the running call, by request index
 
     def submit(self, items: Sequence[Item]) -> None:
         self._pending.extend(items)
 
     def wait(self) -> list[Done]:
+        if self._running is not None:
+            index_result = next(self._running, None)
+            if index_result is not None:
+                index, result = index_result
+                return [(self._tickets[index], result)]
+            self._running = None
         if not self._pending:
             return []
         batch, self._pending = self._pending, []
         self.calls += 1
-        results = self.backend.generate([request for _, request in batch])
+        requests = [request for _, request in batch]
+        one_by_one = getattr(self.backend, "iter_generate", None)
+        if one_by_one is not None:
+            self._running, self._tickets = iter(one_by_one(requests)), [t for t, _ in batch]
+            return self.wait()
+        results = self.backend.generate(requests)
         if len(results) != len(batch):
             name = getattr(self.backend, "name", type(self.backend).__name__)
             raise BackendError(
@@ -110,6 +125,31 @@ class BatchStream:
 
     def close(self) -> None:
         self._pending = []
+        self._running = None
+
+
+def iter_results(
+    backend: Backend, requests: Sequence[ChatRequest]
+) -> Iterator[tuple[int, ChatResult]]:
+    """Yield ``(index, result)`` for every request, as early as the backend allows.
+
+    Runs the requests through ``open_stream(backend)``: completion order for a streaming
+    backend, one by one for one with ``iter_generate``, else one ``generate`` call.
+    """
+    if not requests:
+        return
+    stream = open_stream(backend)
+    try:
+        stream.submit(list(enumerate(requests)))
+        left = len(requests)
+        while left:
+            done = stream.wait()
+            if not done:
+                raise BackendError(f"the backend's stream ended with {left} request(s) unanswered")
+            left -= len(done)
+            yield from done
+    finally:
+        stream.close()
 
 
 class AsyncStream:
