@@ -17,7 +17,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from music_aug import __version__
-    from music_aug.cli import augment, cache, evaluate, inspect, train
+    from music_aug.cli import augment, cache, evaluate, inspect, show, train
 
     parser = argparse.ArgumentParser(
         prog="music-aug",
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"music-aug {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (augment, cache, train, evaluate, inspect):
+    for module in (augment, show, cache, train, evaluate, inspect):
         module.register(subparsers)
     return parser
 
