@@ -182,7 +182,7 @@ class MusicAugmenter:
         dict of lists) are read by ``music_aug.batches``; a plain dict of lists gets a dict
         of lists back, every other batch type a typed ``pyarrow.Table``.
         """
-        if _is_batch(batch):
+        if is_batch(batch):
             return write_batch(self.augment_records(read_batch(batch)), like=batch)
         rows = self.augment_records([read_example(batch)])
         if len(rows) != 1:
@@ -360,8 +360,3 @@ class MusicAugmenter:
             return []
         self.summary.failed += 1
         return [self.builder.failed(source=source, error=f"{reason}: {message}", **fields)]
-
-
-def _is_batch(batch: Any) -> bool:
-    """Many rows or one example; see ``music_aug.batches.is_batch`` (raises on other types)."""
-    return is_batch(batch)

@@ -24,6 +24,7 @@ vLLM batches internally). This module does not start servers (use ``vllm serve``
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,7 +255,7 @@ class VLLMBackend(InProcessModel):
 
 
 _DEFAULT_SEQS = 256
-_ids = iter(range(1 << 62))
+_ids = itertools.count()
 
 
 def _request_id() -> str:
