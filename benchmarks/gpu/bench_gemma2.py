@@ -70,13 +70,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=8, help="decoder layers (9B has 42)")
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per trainer")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of timing")
-    parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
+    parser.add_argument("--batch-size", type=int, default=4, help="pairs per micro-batch")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--min-length", type=int, default=256)
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="H200 bf16 dense")
     parser.add_argument("--sides", default="ours,trl", help="comma list of ours, trl")
     parser.add_argument(
-        "--attn", default="auto", help="ours: attention implementation ('auto': our default)"
+        "--attn",
+        default="auto",
+        help="ours: comma list of attention implementations, one run each ('auto': our "
+        "default; e.g. auto,flex_attention)",
+    )
+    parser.add_argument(
+        "--no-group", action="store_true", help="ours: TRL's random sampler (identical batches)"
     )
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None)
@@ -203,21 +210,40 @@ def metered(trainer_class: Any, meter: Meter) -> Any:
     return Metered
 
 
-def our_attention(args: argparse.Namespace, device: Any) -> str:
-    """The attention our trainer runs (``--attn auto``: what ``music-aug train`` picks)."""
-    if args.attn != "auto":
-        return str(args.attn)
+def our_attentions(args: argparse.Namespace, device: Any) -> list[str]:
+    """The attentions our trainer runs, one run each (``auto``: what ``music-aug train`` picks)."""
     from music_aug.reward.autotune import default_attention
 
-    return default_attention("gemma2", device.type)
+    names = [name.strip() for name in str(args.attn).split(",") if name.strip()]
+    resolved = [default_attention("gemma2", device.type) if n == "auto" else n for n in names]
+    return list(dict.fromkeys(resolved))
 
 
-def run_side(side: str, args: argparse.Namespace, device: Any, dtype: Any) -> dict[str, Any]:
+def run_side(
+    side: str, attn: str, args: argparse.Namespace, device: Any, dtype: Any
+) -> dict[str, Any]:
+    """One training run; a failure (out of memory, an attention that cannot train here) is
+    returned as ``{"error": ...}`` so the other runs still happen and print."""
+    import torch
+
+    try:
+        return _train(side, attn, args, device, dtype)
+    except Exception as error:  # reported; the next run goes on
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        message = f"{type(error).__name__}: {error}".splitlines()[0][:400]
+        return {"side": side, "attn": attn, "layers": args.layers, "error": message}
+
+
+def _train(
+    side: str, attn: str, args: argparse.Namespace, device: Any, dtype: Any
+) -> dict[str, Any]:
     import torch
 
     model = build_model(args, device, dtype)
     vocab = model.config.vocab_size
-    pairs = synthetic_pairs(args, vocab, args.steps * args.batch_size)
+    pairs = synthetic_pairs(args, vocab, args.steps * args.batch_size * args.grad_accum)
     cfg = model.config
     meter = Meter(
         matmul_params(model), cfg.num_hidden_layers, cfg.num_attention_heads * cfg.head_dim
@@ -225,26 +251,27 @@ def run_side(side: str, args: argparse.Namespace, device: Any, dtype: Any) -> di
     bf16 = dtype == torch.bfloat16
     common = {
         "output_dir": f"{args.output_dir}/{side}", "learning_rate": 2e-6,
-        "max_steps": args.steps, "logging_steps": args.steps, "report_to": "none",
+        "max_steps": args.steps, "logging_steps": 1, "report_to": "none",
         "seed": args.seed, "disable_tqdm": True, "save_strategy": "no",
         "lr_scheduler_type": "constant", "bf16": bf16,
         "per_device_train_batch_size": args.batch_size,
+        "gradient_accumulation_steps": args.grad_accum,
     }  # fmt: skip
-    attn = "-"
     if side == "ours":
         from music_aug.reward.config import RewardTrainingConfig
         from music_aug.reward.trainer import RewardTrainer, make_collator
         from music_aug.reward.training import training_arguments
         from music_aug.reward.varlen import register_varlen_attention
 
-        attn = our_attention(args, device)
         register_varlen_attention()
         model.set_attn_implementation(attn)
         config = RewardTrainingConfig(
             model="random-gemma2", output_dir=common["output_dir"], max_length=args.max_length,
-            per_device_batch_size=args.batch_size, warmup_ratio=0.0, lr_scheduler="constant",
-            learning_rate=2e-6, max_steps=args.steps, logging_steps=args.steps, seed=args.seed,
+            per_device_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
+            warmup_ratio=0.0, lr_scheduler="constant",
+            learning_rate=2e-6, max_steps=args.steps, logging_steps=1, seed=args.seed,
             bf16=bf16, attn_implementation=attn, gradient_checkpointing=args.checkpointing,
+            group_by_length=not args.no_group,
             disable_tqdm=True,
         )  # fmt: skip
         trainer = metered(RewardTrainer, meter)(
@@ -275,7 +302,9 @@ def run_side(side: str, args: argparse.Namespace, device: Any, dtype: Any) -> di
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     result = {
         "side": side, "attn": attn, "layers": args.layers, "dtype": str(dtype).split(".")[-1],
-        "steps_timed": len(meter.marks) - args.warmup, "real_tokens": end[1] - start[1],
+        "pairs_per_step": args.batch_size * args.grad_accum,
+        "checkpointing": args.checkpointing, "steps_timed": len(meter.marks) - args.warmup,
+        "real_tokens": end[1] - start[1],
         "seconds": round(seconds, 3),
         "real_tokens_per_s": round((end[1] - start[1]) / seconds, 1),
         "tflops_per_s": float(f"{(end[2] - start[2]) / seconds / 1e12:.4g}"),
@@ -283,7 +312,7 @@ def run_side(side: str, args: argparse.Namespace, device: Any, dtype: Any) -> di
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)
         if device.type == "cuda" else None,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "train_loss": round(losses[-1], 4) if losses else None,
+        "losses": [round(loss, 4) for loss in losses],
         "matmul_params": meter.params,
     }  # fmt: skip
     del trainer, model
@@ -293,8 +322,9 @@ def run_side(side: str, args: argparse.Namespace, device: Any, dtype: Any) -> di
     return result
 
 
-def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> dict[str, Any]:
-    """Rewards of one batch packed (padding-free) vs padded, same weights, eval mode."""
+def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> list[dict[str, Any]]:
+    """Rewards of one batch packed (padding-free) under each of our attentions vs padded
+    (eager: the reference for soft-capping), same weights, eval mode; one line each."""
     import torch
 
     from music_aug.reward.collate import PairCollator
@@ -304,51 +334,81 @@ def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> dict[str
     register_varlen_attention()
     model = build_model(args, device, dtype).eval()
     pairs = synthetic_pairs(args, model.config.vocab_size, args.batch_size)
-    packed_attn = our_attention(args, device)
-    rewards = {}
-    layouts = {"padded": ("eager", False), "packed": (packed_attn, True)}
-    with torch.no_grad():
-        for layout, (attn, packed) in layouts.items():
-            model.set_attn_implementation(attn)
-            batch = PairCollator(pad_token_id=PAD, packed=packed, single_row=packed)(pairs)
-            batch = {key: value.to(device) for key, value in batch.items()}
-            rewards[layout] = sequence_rewards(model, batch).float().cpu()
-    diff = (rewards["packed"] - rewards["padded"]).abs().max().item()
-    scale = rewards["padded"].abs().max().item()
+
+    def rewards(model: Any, attn: str, packed: bool) -> Any:
+        model.set_attn_implementation(attn)
+        batch = PairCollator(pad_token_id=PAD, packed=packed, single_row=packed)(pairs)
+        with torch.no_grad():
+            return sequence_rewards(model, {k: v.to(device) for k, v in batch.items()})
+
+    padded = rewards(model, "eager", False).float().cpu()
+    scale = padded.abs().max().item()
     tolerance = args.tolerance
     if tolerance is None:
         tolerance = 3e-2 * max(1.0, scale) if dtype == torch.bfloat16 else 1e-4 * max(1.0, scale)
+    checks = []
+    for attn in our_attentions(args, device):
+        check: dict[str, Any] = {"check": "packed_vs_padded_rewards", "packed_attn": attn}
+        try:
+            diff = (rewards(model, attn, True).float().cpu() - padded).abs().max().item()
+        except Exception as error:  # reported as a failed check
+            message = f"{type(error).__name__}: {error}".splitlines()[0][:400]
+            check.update(error=message, ok=False)
+        else:
+            check.update(
+                max_abs_diff=round(diff, 6), max_abs_reward=round(scale, 4),
+                tolerance=tolerance, ok=diff <= tolerance,
+            )  # fmt: skip
+        checks.append(check)
     del model
     gc.collect()
-    return {
-        "check": "packed_vs_padded_rewards", "packed_attn": packed_attn,
-        "max_abs_diff": round(diff, 6), "max_abs_reward": round(scale, 4),
-        "tolerance": tolerance, "ok": diff <= tolerance,
-    }  # fmt: skip
+    return checks
+
+
+def environment(device: Any) -> dict[str, Any]:
+    """Versions and the device: what a pasted result needs to be read again later."""
+    import importlib.metadata
+
+    import torch
+
+    found: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
+    for package in ("transformers", "accelerate", "trl", "flash_attn"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    if device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(0)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a source checkout
     device, dtype = device_and_dtype(args)
-    check = check_rewards(args, device, dtype)
-    print(json.dumps(check), flush=True)
-    results = [run_side(side, args, device, dtype) for side in args.sides.split(",") if side]
-    for result in results:
-        print(json.dumps(result), flush=True)
-    summary: dict[str, Any] = {"summary": True, "device": str(device), "check_ok": check["ok"]}
-    if device.type == "cuda":
-        import torch
-
-        summary["gpu"] = torch.cuda.get_device_name(0)
+    checks = check_rewards(args, device, dtype)
+    for check in checks:
+        print(json.dumps(check), flush=True)
+    runs = [("ours", attn) for attn in our_attentions(args, device) if "ours" in args.sides]
+    runs += [("trl", "default")] if "trl" in args.sides.split(",") else []
+    results = []
+    for side, attn in runs:  # each printed as soon as it ends: a later crash loses nothing
+        results.append(run_side(side, attn, args, device, dtype))
+        print(json.dumps(results[-1]), flush=True)
+    summary: dict[str, Any] = {"summary": True, **environment(device)}
+    summary["check_ok"] = all(check["ok"] for check in checks)
     summary["peak_tflops"] = args.peak_tflops
-    by_side = {r["side"]: r for r in results}
-    if "ours" in by_side and "trl" in by_side:
-        ratio = by_side["ours"]["real_tokens_per_s"] / by_side["trl"]["real_tokens_per_s"]
-        summary["ours_vs_trl_tokens_per_s"] = round(ratio, 3)
-    summary.update({f"{side}_mfu": r["mfu"] for side, r in by_side.items()})
+    done = [r for r in results if "error" not in r]
+    trl = next((r for r in done if r["side"] == "trl"), None)
+    ours = [r for r in done if r["side"] == "ours"]
+    if ours and trl:  # the first of ours is the default (`--attn auto` comes first)
+        summary["ours_vs_trl_tokens_per_s"] = round(
+            ours[0]["real_tokens_per_s"] / trl["real_tokens_per_s"], 3
+        )
+    summary["mfu"] = {f"{r['side']}:{r['attn']}": r["mfu"] for r in done}
+    summary["failed"] = [f"{r['side']}:{r['attn']}" for r in results if "error" in r]
     print(json.dumps(summary), flush=True)
-    return 0 if check["ok"] else 1
+    return 0 if summary["check_ok"] and not summary["failed"] else 1
 
 
 if __name__ == "__main__":

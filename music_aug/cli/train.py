@@ -57,8 +57,9 @@ def _register_train(subparsers: Any) -> None:
     parser.add_argument(
         "--attn-implementation",
         default=None,
-        help="eager, sdpa, flash_attention_2, segmented_varlen (default: the fastest for "
-        "the hardware: flash_attention_2 on CUDA with flash-attn, else segmented_varlen)",
+        help="eager, sdpa, flash_attention_2, segmented_varlen, flex_attention (CUDA only) "
+        "(default: the fastest for the hardware: flash_attention_2 on CUDA with flash-attn, "
+        "else segmented_varlen)",
     )
     parser.add_argument("--logging-steps", type=int, default=None)
     parser.add_argument("--eval-steps", type=int, default=None)

@@ -27,9 +27,12 @@ TRUNCATION_POLICIES: tuple[str, ...] = ("drop_oldest_turns", "truncate_left", "f
 
 
 def is_varlen_attention(name: str | None) -> bool:
-    """Whether attention ``name`` runs per packed sequence (flash varlen or segmented_varlen)."""
+    """Whether attention ``name`` runs per packed sequence: flash-attention's varlen kernels,
+    ``segmented_varlen``, or ``flex_attention`` (transformers builds a per-sequence block
+    mask from the restarting ``position_ids``; it trains on CUDA only, torch has no CPU
+    backward for it)."""
     name = name or ""
-    return name.startswith("flash_attention") or name == "segmented_varlen"
+    return name.startswith("flash_attention") or name in ("segmented_varlen", "flex_attention")
 
 
 def packs_sequences(padding_free: bool | str, attn_implementation: str | None) -> bool:

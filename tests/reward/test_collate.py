@@ -98,3 +98,26 @@ def test_segmented_varlen_honours_gemma2_sliding_window(tokenizer: Any, hh_pairs
         model.set_attn_implementation(register_varlen_attention())
         packed = PairCollator(tokenizer.pad_token_id, packed=True, single_row=True)(features)
         torch.testing.assert_close(sequence_rewards(model, packed), reference, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_flex_attention_packs_one_row_with_the_padded_rewards(
+    tokenizer: Any, hh_pairs: list[PreferencePair]
+) -> None:
+    """flex_attention is a packing attention: one row, transformers' per-sequence block
+    mask from the restarting position_ids, soft-capping in its score_mod (forward only:
+    torch has no CPU backward for flex attention; training with it is for CUDA)."""
+    from music_aug.reward.config import RewardTrainingConfig
+    from music_aug.reward.trainer import make_collator
+
+    config = RewardTrainingConfig(model="tiny", output_dir="/unused", max_length=256)
+    collator = make_collator(config, tokenizer.pad_token_id, "flex_attention")
+    assert collator.packed and collator.single_row
+    model = tiny_model("gemma2", tokenizer)
+    model.config.attn_logit_softcapping = 5.0  # small cap: the tanh really bites
+    features, _ = tokenize_pairs(hh_pairs[:4], tokenizer, max_length=256)
+    with torch.no_grad():
+        reference = sequence_rewards(model, PairCollator(tokenizer.pad_token_id)(features))
+        model.set_attn_implementation("flex_attention")
+        packed = sequence_rewards(model, collator(features))
+    torch.testing.assert_close(packed, reference, atol=1e-5, rtol=1e-4)

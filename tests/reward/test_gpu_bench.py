@@ -48,7 +48,7 @@ def test_tiny_run_trains_both_sides_and_checks_rewards(
 ) -> None:
     pytest.importorskip("trl")
     bench = _bench()
-    code = bench.main(["--tiny", "--output-dir", str(tmp_path)])
+    code = bench.main(["--tiny", "--no-group", "--output-dir", str(tmp_path)])
     lines = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"')
     ]
@@ -60,6 +60,34 @@ def test_tiny_run_trains_both_sides_and_checks_rewards(
     for result in sides.values():
         assert result["steps_timed"] == 3 and result["real_tokens"] > 0
         assert result["real_tokens_per_s"] > 0 and 0 < result["mfu"] < 1
-        assert result["train_loss"] > 0
+        assert len(result["losses"]) == 4 and all(loss > 0 for loss in result["losses"])
+    # identical batches (--no-group): the same real tokens and the same loss curve
+    assert sides["ours"]["real_tokens"] == sides["trl"]["real_tokens"]
+    assert sides["ours"]["losses"] == pytest.approx(sides["trl"]["losses"], abs=2e-4)
     summary = lines[-1]
     assert summary["summary"] and summary["check_ok"] and summary["ours_vs_trl_tokens_per_s"] > 0
+    assert summary["failed"] == [] and summary["transformers"] and summary["trl"]
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_is_reported_and_the_others_still_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """flex_attention cannot train on a CPU (no backward there): its check passes (forward
+    only), its training run becomes an error line, the next runs still happen, exit 1."""
+    pytest.importorskip("trl")
+    bench = _bench()
+    argv = ["--tiny", "--attn", "flex_attention,auto", "--steps", "2", "--warmup", "1"]
+    code = bench.main([*argv, "--output-dir", str(tmp_path)])
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"')
+    ]
+    checks = {line["packed_attn"]: line for line in lines if line.get("check")}
+    assert set(checks) == {"flex_attention", "segmented_varlen"}
+    assert all(check["ok"] for check in checks.values())
+    runs = {(line["side"], line["attn"]): line for line in lines if "side" in line}
+    assert "CPU" in runs[("ours", "flex_attention")]["error"]
+    assert runs[("ours", "segmented_varlen")]["real_tokens"] > 0
+    assert next(line for side, line in runs.items() if side[0] == "trl")["real_tokens"] > 0
+    summary = lines[-1]
+    assert summary["failed"] == ["ours:flex_attention"] and code == 1

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU check of issue 14 as one prepared command for a lent GPU machine (about 8 minutes
+# of its time). From this repository's root, after `bash benchmarks/gpu/fetch_wheels.sh`:
+#
+#   device run: command "bash benchmarks/gpu/device_run.sh", carry [".whl"], timeout_s 600
+#
+# It installs the carried wheels into /tmp/site (nothing of the image is touched), prints
+# the environment, then runs bench_gemma2.py twice with the Gemma-2-9B layer shapes, 8
+# layers, bf16, identical batches on both sides (--no-group):
+#   1. batch 4 pairs, 12 steps: our default attention and flex_attention vs TRL;
+#   2. the paper's 64 pairs per step (8 pairs x 8 accumulation steps), 4 steps: ours vs TRL.
+# Every JSON line goes to $OUT/*.jsonl as it is printed (paste them into RESULTS.md).
+# Knobs for a rehearsal elsewhere: PYTHON, WHEELS (folder), BENCH_EXTRA (e.g. "--tiny"),
+# RUN1_S / RUN2_S (time limits of the two runs, seconds).
+set -u -o pipefail
+export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}
+OUT=${OUT:-/tmp/bench_gemma2_out}
+SITE=${SITE:-/tmp/site}
+mkdir -p "$OUT"
+
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" "$WHEELS"/*.whl || exit 1
+if ! "$PYTHON" -c 'import pyarrow, sys; sys.exit(int(pyarrow.__version__.split(".")[0]) < 24)'
+then  # datasets 5.2 needs pyarrow >= 24
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" "$WHEELS"/optional/pyarrow-*.whl || exit 1
+fi
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
+    "$PYTHON" - <<'PY'
+import importlib.metadata as m
+for name in ("torch", "transformers", "accelerate", "trl", "datasets", "pyarrow", "flash_attn"):
+    try:
+        print(name, m.version(name))
+    except m.PackageNotFoundError:
+        print(name, "-")
+import music_aug, trl  # the carried wheels import
+print("imports ok")
+PY
+} 2>&1 | tee "$OUT/env.txt"
+
+BENCH=("$PYTHON" benchmarks/gpu/bench_gemma2.py --layers 8 --no-group ${BENCH_EXTRA:-})
+status=0
+timeout "${RUN1_S:-270}" "${BENCH[@]}" --attn auto,flex_attention --batch-size 4 --steps 12 \
+    --warmup 2 --output-dir /tmp/run1 2>"$OUT/run1.err" | tee "$OUT/run1.jsonl" || status=1
+tail -n 5 "$OUT/run1.err"
+timeout "${RUN2_S:-210}" "${BENCH[@]}" --attn auto --batch-size 8 --grad-accum 8 --steps 4 \
+    --warmup 1 --output-dir /tmp/run2 2>"$OUT/run2.err" | tee "$OUT/run2.jsonl" || status=1
+tail -n 5 "$OUT/run2.err"
+exit $status
