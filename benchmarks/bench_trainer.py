@@ -115,6 +115,7 @@ def build_trainer(args: argparse.Namespace, model: Any, tokenizer: Any) -> tuple
             per_device_batch_size=args.batch_size, warmup_ratio=0.0, lr_scheduler="constant",
             attn_implementation=args.attn or None, learning_rate=1e-5, max_steps=args.steps,
             logging_steps=1, disable_tqdm=True, seed=0, group_by_length=not args.no_group,
+            share_prefix=not args.no_share_prefix,
         )  # fmt: skip
         attn = _attention(config, model, loaded=True)  # what `music-aug train --model` runs
         trainer: Any = RewardTrainer(
@@ -185,6 +186,10 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
+    if hasattr(trainer, "shared_tokens_seen"):  # ours: prefix tokens held once per pair
+        result["shared_prefix_fraction"] = round(
+            trainer.shared_tokens_seen / max(trainer.real_tokens_seen, 1), 4
+        )
     if profiler is not None:
         table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
         print(table, file=sys.stderr)
@@ -214,6 +219,7 @@ def compare(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     base += ["--layers", str(args.layers), "--trl-data", args.trl_data]
     base += ["--attn", args.attn, "--profile", str(args.profile)]
     base += ["--no-group"] if args.no_group else []
+    base += ["--no-share-prefix"] if args.no_share_prefix else []
     results = []
     for side in ("trl", "ours"):
         uptime = os.getloadavg()
@@ -255,6 +261,9 @@ def main() -> int:
     parser.add_argument("--attn", default="", help="ours: attention ('' = our default)")
     parser.add_argument("--trl-data", choices=("same", "raw"), default="same")
     parser.add_argument("--no-group", action="store_true", help="ours: TRL's random sampler")
+    parser.add_argument(
+        "--no-share-prefix", action="store_true", help="ours: compute shared prefixes twice"
+    )
     parser.add_argument("--profile", type=int, default=0, help="profile N steps after the first")
     args = parser.parse_args()
     if args.side != "both":

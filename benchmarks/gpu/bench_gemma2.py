@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-group", action="store_true", help="ours: TRL's random sampler (identical batches)"
     )
+    parser.add_argument(
+        "--no-share-prefix", action="store_true", help="ours: compute shared prefixes twice"
+    )
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None)
     parser.add_argument("--tolerance", type=float, default=None, help="reward check tolerance")
@@ -170,20 +173,31 @@ class Meter:
     def __init__(self, params: int, layers: int, attn_width: int) -> None:
         self.params, self.layers, self.attn_width = params, layers, attn_width
         self.tokens = 0
+        self.computed = 0
         self.flops = 0.0
-        self.marks: list[tuple[float, int, float]] = []
+        self.marks: list[tuple[float, int, float, int]] = []
 
-    def add(self, lengths: list[int]) -> None:
+    def add(self, lengths: list[int], shared: list[int] | None = None) -> None:
+        """``lengths``: all chosen then all rejected sequences (real tokens, both sides in
+        full); ``shared``: per pair, the prefix tokens computed once (a rejected branch of
+        ``r`` tokens after a shared prefix ``p`` costs ``r - p`` tokens of weights and
+        ``(r - p) * r`` attention products, i.e. only what is computed)."""
         self.tokens += sum(lengths)
-        for s in lengths:
-            self.flops += 6.0 * self.params * s + 12.0 * self.layers * self.attn_width * s * s
+        pairs = len(lengths) // 2
+        saved = shared or []
+        for index, s in enumerate(lengths):
+            p = saved[index - pairs] if index >= pairs and saved else 0
+            self.computed += s - p
+            self.flops += (
+                6.0 * self.params * (s - p) + 12.0 * self.layers * self.attn_width * (s - p) * s
+            )
 
     def mark(self) -> None:
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        self.marks.append((time.perf_counter(), self.tokens, self.flops))
+        self.marks.append((time.perf_counter(), self.tokens, self.flops, self.computed))
 
 
 def metered(trainer_class: Any, meter: Meter) -> Any:
@@ -204,7 +218,11 @@ def metered(trainer_class: Any, meter: Meter) -> Any:
                 lengths = inputs.get("sequence_lengths")
                 if lengths is None:
                     lengths = inputs["attention_mask"].sum(dim=1)
-                meter.add([int(n) for n in lengths.tolist()])
+                shared = inputs.get("shared_lengths")
+                meter.add(
+                    [int(n) for n in lengths.tolist()],
+                    None if shared is None else [int(n) for n in shared.tolist()],
+                )
             return super().compute_loss(model, inputs, *args, **kw)
 
     return Metered
@@ -271,7 +289,7 @@ def _train(
             warmup_ratio=0.0, lr_scheduler="constant",
             learning_rate=2e-6, max_steps=args.steps, logging_steps=1, seed=args.seed,
             bf16=bf16, attn_implementation=attn, gradient_checkpointing=args.checkpointing,
-            group_by_length=not args.no_group,
+            group_by_length=not args.no_group, share_prefix=not args.no_share_prefix,
             disable_tqdm=True,
         )  # fmt: skip
         trainer = metered(RewardTrainer, meter)(
@@ -304,7 +322,7 @@ def _train(
         "side": side, "attn": attn, "layers": args.layers, "dtype": str(dtype).split(".")[-1],
         "pairs_per_step": args.batch_size * args.grad_accum,
         "checkpointing": args.checkpointing, "steps_timed": len(meter.marks) - args.warmup,
-        "real_tokens": end[1] - start[1],
+        "real_tokens": end[1] - start[1], "computed_tokens": end[3] - start[3],
         "seconds": round(seconds, 3),
         "real_tokens_per_s": round((end[1] - start[1]) / seconds, 1),
         "tflops_per_s": float(f"{(end[2] - start[2]) / seconds / 1e12:.4g}"),
@@ -329,7 +347,7 @@ def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> list[dic
 
     from music_aug.reward.collate import PairCollator
     from music_aug.reward.pooling import sequence_rewards
-    from music_aug.reward.varlen import register_varlen_attention
+    from music_aug.reward.varlen import VARLEN_ATTENTION, register_varlen_attention
 
     register_varlen_attention()
     model = build_model(args, device, dtype).eval()
@@ -337,7 +355,9 @@ def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> list[dic
 
     def rewards(model: Any, attn: str, packed: bool) -> Any:
         model.set_attn_implementation(attn)
-        batch = PairCollator(pad_token_id=PAD, packed=packed, single_row=packed)(pairs)
+        share = packed and attn == VARLEN_ATTENTION and not args.no_share_prefix
+        collator = PairCollator(PAD, packed=packed, single_row=packed, share_prefix=share)
+        batch = collator(pairs)
         with torch.no_grad():
             return sequence_rewards(model, {k: v.to(device) for k, v in batch.items()})
 
@@ -349,6 +369,7 @@ def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> list[dic
     checks = []
     for attn in our_attentions(args, device):
         check: dict[str, Any] = {"check": "packed_vs_padded_rewards", "packed_attn": attn}
+        check["share_prefix"] = attn == VARLEN_ATTENTION and not args.no_share_prefix
         try:
             diff = (rewards(model, attn, True).float().cpu() - padded).abs().max().item()
         except Exception as error:  # reported as a failed check

@@ -8,10 +8,11 @@
 # the environment, then runs bench_gemma2.py twice with the Gemma-2-9B layer shapes, 8
 # layers, bf16, identical batches on both sides (--no-group):
 #   1. batch 4 pairs, 12 steps: our default attention and flex_attention vs TRL;
+#   1b. the same, ours only, shared prefixes computed twice (--no-share-prefix);
 #   2. the paper's 64 pairs per step (8 pairs x 8 accumulation steps), 4 steps: ours vs TRL.
 # Every JSON line goes to $OUT/*.jsonl as it is printed (paste them into RESULTS.md).
 # Knobs for a rehearsal elsewhere: PYTHON, WHEELS (folder), BENCH_EXTRA (e.g. "--tiny"),
-# RUN1_S / RUN2_S (time limits of the two runs, seconds).
+# RUN1_S / RUN1B_S / RUN2_S (time limits of the runs, seconds; 530 in all).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
@@ -45,10 +46,14 @@ PY
 
 BENCH=("$PYTHON" benchmarks/gpu/bench_gemma2.py --layers 8 --no-group ${BENCH_EXTRA:-})
 status=0
-timeout "${RUN1_S:-270}" "${BENCH[@]}" --attn auto,flex_attention --batch-size 4 --steps 12 \
+timeout "${RUN1_S:-240}" "${BENCH[@]}" --attn auto,flex_attention --batch-size 4 --steps 12 \
     --warmup 2 --output-dir /tmp/run1 2>"$OUT/run1.err" | tee "$OUT/run1.jsonl" || status=1
 tail -n 5 "$OUT/run1.err"
-timeout "${RUN2_S:-210}" "${BENCH[@]}" --attn auto --batch-size 8 --grad-accum 8 --steps 4 \
+timeout "${RUN1B_S:-90}" "${BENCH[@]}" --sides ours --attn auto --no-share-prefix \
+    --batch-size 4 --steps 12 --warmup 2 --output-dir /tmp/run1b 2>"$OUT/run1b.err" \
+    | tee "$OUT/run1b.jsonl" || status=1
+tail -n 5 "$OUT/run1b.err"
+timeout "${RUN2_S:-200}" "${BENCH[@]}" --attn auto --batch-size 8 --grad-accum 8 --steps 4 \
     --warmup 1 --output-dir /tmp/run2 2>"$OUT/run2.err" | tee "$OUT/run2.jsonl" || status=1
 tail -n 5 "$OUT/run2.err"
 exit $status

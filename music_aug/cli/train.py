@@ -55,6 +55,14 @@ def _register_train(subparsers: Any) -> None:
     parser.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters")
     parser.add_argument("--padding-free", choices=("auto", "on", "off"), default=None)
     parser.add_argument(
+        "--no-share-prefix",
+        dest="share_prefix",
+        action="store_false",
+        default=None,
+        help="compute a pair's shared conversation prefix twice (default: once, under "
+        "segmented_varlen)",
+    )
+    parser.add_argument(
         "--attn-implementation",
         default=None,
         help="eager, sdpa, flash_attention_2, segmented_varlen, flex_attention (CUDA only) "
@@ -114,6 +122,7 @@ def _run_train(args: argparse.Namespace) -> int:
         center_rewards_coefficient=args.center_rewards,
         lora=args.lora,
         padding_free=_padding_free(args.padding_free),
+        share_prefix=args.share_prefix,
         attn_implementation=args.attn_implementation,
         logging_steps=args.logging_steps,
         eval_steps=args.eval_steps,

@@ -12,6 +12,18 @@ real token, which is where its reward is read.
   for every sequence and no attention mask is passed, which transformers turns into a
   block-diagonal mask (sdpa/eager) or ``cu_seqlens`` (flash-attention). The unused tail of
   a row is filled with pad tokens forming their own dummy sequence.
+* Shared prefix (``share_prefix``, one packed row, ``segmented_varlen`` only): a pair's
+  chosen and rejected sequences usually begin with the same conversation, so the row holds
+  that prefix once: ``[chosen ids | rejected ids after the prefix]``, the rejected part's
+  ``position_ids`` continuing from the prefix length ``p`` (``p, p+1, ...``). Under causal
+  attention the prefix's states do not depend on what follows, so attending the rejected
+  part to the chosen side's first ``p`` positions gives exactly the rewards (and
+  gradients) of the two separate sequences, without computing the prefix twice.
+  ``segmented_varlen`` reads this layout from the positions (a run restarting at ``p > 0``
+  branches off the current sequence's first ``p`` tokens); other attentions would not, so
+  the trainer turns it on only for that one. ``sequence_lengths`` still counts both full
+  sides (the tokens trained on, as TRL counts them); ``shared_lengths`` holds each pair's
+  ``p``.
 
 This module does not tokenise or shuffle; the sampler that groups lengths lives in
 ``music_aug.reward.trainer``.
@@ -25,7 +37,17 @@ from typing import Any, Literal
 
 from music_aug.reward.data import PairFeatures
 
-__all__ = ["PairCollator", "pack_rows"]
+__all__ = ["PairCollator", "pack_rows", "shared_prefix_length"]
+
+
+def shared_prefix_length(chosen: Sequence[int], rejected: Sequence[int]) -> int:
+    """Leading tokens two sequences share, leaving each at least one token of its own (its
+    reward is read at its last token, which must not be a shared one)."""
+    limit = min(len(chosen), len(rejected)) - 1
+    length = 0
+    while length < limit and chosen[length] == rejected[length]:
+        length += 1
+    return max(length, 0)
 
 
 def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -55,6 +77,8 @@ class PairCollator:
         single_row: with ``packed``, put everything into one row (flash-attention varlen).
         padding_side: ``"right"`` or ``"left"`` for padded batches.
         pad_to_multiple_of: round the row width up to a multiple of this (tensor cores).
+        share_prefix: with ``packed`` and ``single_row``, hold each pair's shared prefix once
+            (see the module docs; for ``segmented_varlen`` attention only).
     """
 
     pad_token_id: int
@@ -62,12 +86,20 @@ class PairCollator:
     single_row: bool = False
     padding_side: Literal["right", "left"] = "right"
     pad_to_multiple_of: int | None = None
+    share_prefix: bool = False
+
+    def __post_init__(self) -> None:
+        if self.share_prefix and not (self.packed and self.single_row):
+            raise ValueError("share_prefix needs packed=True and single_row=True")
 
     def __call__(self, features: Sequence[PairFeatures]) -> dict[str, Any]:
         import torch
 
-        sequences = [f.chosen_ids for f in features] + [f.rejected_ids for f in features]
-        batch = self.batch_sequences(sequences)
+        if self.share_prefix:
+            batch = self._shared(features)
+        else:
+            sequences = [f.chosen_ids for f in features] + [f.rejected_ids for f in features]
+            batch = self.batch_sequences(sequences)
         batch["margin"] = torch.tensor([f.margin for f in features], dtype=torch.float32)
         return batch
 
@@ -107,6 +139,35 @@ class PairCollator:
             "attention_mask": attention_mask,
             "position_ids": position_ids,
             "end_index": end_index,
+        }
+
+    def _shared(self, features: Sequence[PairFeatures]) -> dict[str, Any]:
+        """One row: per pair the chosen ids, then the rejected ids after the shared prefix."""
+        import torch
+
+        count = len(features)
+        shared = [shared_prefix_length(f.chosen_ids, f.rejected_ids) for f in features]
+        lengths = [len(f.chosen_ids) for f in features] + [len(f.rejected_ids) for f in features]
+        width = self._width(sum(lengths) - sum(shared))
+        input_ids = torch.full((1, width), self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((1, width), dtype=torch.long)
+        end_index = torch.empty(2 * count, dtype=torch.long)
+        cursor = 0
+        for index, (feature, prefix) in enumerate(zip(features, shared, strict=True)):
+            parts = ((index, feature.chosen_ids, 0), (count + index, feature.rejected_ids, prefix))
+            for slot, ids, start in parts:
+                end = cursor + len(ids) - start
+                input_ids[0, cursor:end] = torch.tensor(list(ids[start:]), dtype=torch.long)
+                position_ids[0, cursor:end] = torch.arange(start, len(ids))
+                end_index[slot] = end - 1
+                cursor = end
+        position_ids[0, cursor:] = torch.arange(width - cursor)  # the dummy pad sequence
+        return {
+            "input_ids": input_ids,
+            "position_ids": position_ids,
+            "end_index": end_index,
+            "sequence_lengths": torch.tensor(lengths, dtype=torch.long),
+            "shared_lengths": torch.tensor(shared, dtype=torch.long),
         }
 
     def _packed(self, sequences: Sequence[Sequence[int]], lengths: list[int]) -> dict[str, Any]:

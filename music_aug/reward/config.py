@@ -78,14 +78,19 @@ class RewardTrainingConfig(BaseModel):
         bf16: train in bfloat16 mixed precision (GPU presets).
         dtype: dtype to load the weights in ("float32", "bfloat16", "auto").
         gradient_checkpointing: recompute activations in the backward pass.
-        attn_implementation: "eager", "sdpa", "flash_attention_2", or
-            "segmented_varlen" (``music_aug.reward.varlen``: padding-free attention without
+        attn_implementation: "eager", "sdpa", "flash_attention_2", "flex_attention" (CUDA),
+            or "segmented_varlen" (``music_aug.reward.varlen``: padding-free attention without
             flash-attention, one SDPA call per packed sequence); ``None``: the fastest
             correct choice for the hardware (``music_aug.reward.autotune``) when the model
             is loaded by name, the model's own when it is passed in memory.
         padding_free: pack sequences with ``position_ids`` instead of padding them;
             ``"auto"`` packs under flash-attention and ``segmented_varlen`` (attention
             restricted to each sequence) and pads otherwise.
+        share_prefix: under ``segmented_varlen``, hold each pair's shared leading tokens
+            (the common conversation before the answers differ) once per packed row instead
+            of twice; rewards and gradients are those of the separate sequences
+            (``music_aug.reward.collate``). Other attentions cannot read that layout, so it
+            is off for them.
         group_by_length: sort pairs by length inside random mega-batches so batches need
             little padding.
         mega_batch_factor: batches per mega-batch for ``group_by_length``.
@@ -129,6 +134,7 @@ class RewardTrainingConfig(BaseModel):
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None
     padding_free: bool | Literal["auto"] = "auto"
+    share_prefix: bool = True
     group_by_length: bool = True
     mega_batch_factor: int = Field(50, ge=1)
     lora: bool = False

@@ -24,6 +24,7 @@ from music_aug.reward.collate import PairCollator
 from music_aug.reward.config import RewardTrainingConfig, is_varlen_attention, packs_sequences
 from music_aug.reward.loss import bradley_terry_loss, pair_statistics
 from music_aug.reward.pooling import sequence_rewards
+from music_aug.reward.varlen import VARLEN_ATTENTION
 
 try:
     import torch
@@ -96,6 +97,7 @@ class RewardTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.real_tokens_seen = 0
         self.positions_seen = 0
+        self.shared_tokens_seen = 0
         self._window: dict[str, list[float]] = defaultdict(list)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -128,11 +130,16 @@ class RewardTrainer(Trainer):
             chosen, rejected, margin, self.reward_config.center_rewards_coefficient
         )
         if model.training:
-            real = int(inputs["sequence_lengths"].sum())
+            real = int(inputs["sequence_lengths"].sum())  # both sides in full, as TRL counts
+            shared = inputs.get("shared_lengths")
+            shared_tokens = int(shared.sum()) if shared is not None else 0
             positions = int(inputs["input_ids"].numel())
             self.real_tokens_seen += real
             self.positions_seen += positions
-            self._window["padding_fraction"].append(1.0 - real / positions)
+            self.shared_tokens_seen += shared_tokens
+            self._window["padding_fraction"].append(1.0 - (real - shared_tokens) / positions)
+            if shared is not None:  # tokens held once for both sides of their pair
+                self._window["shared_prefix_fraction"].append(shared_tokens / real)
             self._window["loss_unscaled"].append(loss.item())
             for key, value in pair_statistics(chosen, rejected).items():
                 self._window[key].append(value)
@@ -198,4 +205,7 @@ def make_collator(
     attn = attn_implementation or config.attn_implementation
     packed = packs_sequences(config.padding_free, attn)
     single_row = packed and is_varlen_attention(attn)
-    return PairCollator(pad_token_id=pad_token_id, packed=packed, single_row=single_row)
+    share = single_row and config.share_prefix and attn == VARLEN_ATTENTION
+    return PairCollator(
+        pad_token_id=pad_token_id, packed=packed, single_row=single_row, share_prefix=share
+    )

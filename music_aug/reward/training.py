@@ -131,8 +131,10 @@ def train_reward_model(
         save: write the output directory.
 
     Returns:
-        A ``TrainResult``; the metrics include ``train_real_tokens_per_second`` and
-        ``train_padding_fraction``.
+        A ``TrainResult``; the metrics include ``train_real_tokens_per_second`` (both
+        sides of every pair in full, as TRL counts), ``train_padding_fraction`` (padded
+        positions over computed ones) and ``train_shared_prefix_fraction`` (tokens held
+        once for both sides of their pair, over all).
     """
     try:
         from transformers import set_seed
@@ -181,8 +183,10 @@ def train_reward_model(
     metrics["attn_implementation"] = attn
     metrics["train_real_tokens"] = trainer.real_tokens_seen
     metrics["train_real_tokens_per_second"] = trainer.real_tokens_seen / max(elapsed, 1e-9)
-    metrics["train_padding_fraction"] = 1.0 - trainer.real_tokens_seen / max(
-        trainer.positions_seen, 1
+    computed = trainer.real_tokens_seen - trainer.shared_tokens_seen
+    metrics["train_padding_fraction"] = 1.0 - computed / max(trainer.positions_seen, 1)
+    metrics["train_shared_prefix_fraction"] = trainer.shared_tokens_seen / max(
+        trainer.real_tokens_seen, 1
     )
     if eval_features is not None:
         metrics.update(trainer.evaluate())

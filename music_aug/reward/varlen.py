@@ -9,6 +9,11 @@ exactly what its sequences cost: no padding in the linear layers, no wasted atte
 Gemma-2's logit soft-capping and sliding window are honoured (with a small explicit
 attention for that segment).
 
+Shared prefixes (``PairCollator(share_prefix=True)``): a run of positions that restarts at
+``p > 0`` instead of 0 is a branch of the current sequence. Its queries attend to that
+sequence's first ``p`` keys and causally to its own, which is what they would see as a
+separate sequence ``prefix + branch``; the shared prefix is computed once.
+
 Batches with an attention mask (padded batches, e.g. scoring) fall back to the library's
 ``sdpa`` path (``eager`` when soft-capping is needed). This module does not pack batches
 (``music_aug.reward.collate``).
@@ -16,7 +21,6 @@ Batches with an attention mask (padded batches, e.g. scoring) fall back to the l
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 __all__ = ["VARLEN_ATTENTION", "register_varlen_attention"]
@@ -34,23 +38,31 @@ def _segment_attention(
     sliding_window: int | None,
     dropout: float,
 ) -> Any:
+    """Causal attention of one sequence; with more keys than queries, the queries are the
+    last ones (a branch after a shared prefix: query ``i`` sits at key position
+    ``offset + i``)."""
     import torch
     import torch.nn.functional as F
 
-    length = query.shape[2]
-    windowed = sliding_window is not None and length > sliding_window
-    if softcap is None and not windowed:
+    length, keys = query.shape[2], key.shape[2]
+    offset = keys - length
+    windowed = sliding_window is not None and keys > sliding_window
+    if softcap is None and not windowed and offset == 0:
         return F.scaled_dot_product_attention(
             query, key, value, is_causal=True, scale=scaling, dropout_p=dropout
         )
+    rows = torch.arange(offset, keys, device=query.device)
+    columns = torch.arange(keys, device=query.device)
+    allowed = rows[:, None] >= columns[None, :]
+    if windowed:
+        allowed &= rows[:, None] - columns[None, :] < int(sliding_window or 0)
+    if softcap is None:
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=allowed, scale=scaling, dropout_p=dropout
+        )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     weights = torch.matmul(query, key.transpose(2, 3)) * scale
-    if softcap is not None:
-        weights = torch.tanh(weights / softcap) * softcap
-    rows = torch.arange(length, device=query.device)
-    allowed = rows[:, None] >= rows[None, :]
-    if windowed:
-        allowed &= rows[:, None] - rows[None, :] < int(sliding_window or 0)
+    weights = torch.tanh(weights / softcap) * softcap
     weights = weights.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=dropout > 0)
@@ -82,43 +94,56 @@ def varlen_attention_forward(
     groups = query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     drop = dropout if module.training else 0.0
+    attend: dict[str, Any] = {
+        "scaling": scaling,
+        "softcap": softcap,
+        "sliding_window": kwargs.get("sliding_window"),
+        "dropout": drop,
+    }
     rows = []
     # unbind / split, not slicing: the backward of a slice writes a zero-filled gradient as
     # large as the whole row for every segment (profiled in issue 14: fill_/copy_/add_
     # took more time than the attention itself); split's backward is one concatenation.
+    # A branch slices its prefix keys out of one sequence's piece only (cost: that piece).
     for row, (q_row, k_row, v_row) in enumerate(
         zip(query.unbind(0), key.unbind(0), value.unbind(0), strict=True)
     ):
-        sizes = _segment_sizes(position_ids[min(row, position_ids.shape[0] - 1)])
-        segments = [
-            _segment_attention(
-                q[None],
-                k[None],
-                v[None],
-                scaling=scaling,
-                softcap=softcap,
-                sliding_window=kwargs.get("sliding_window"),
-                dropout=drop,
-            )
-            for q, k, v in zip(
-                q_row.split(sizes, dim=1),
-                k_row.split(sizes, dim=1),
-                v_row.split(sizes, dim=1),
-                strict=True,
-            )
-        ]
-        rows.append(torch.cat(segments, dim=2))
+        runs = _runs(position_ids[min(row, position_ids.shape[0] - 1)])
+        sizes = [length for length, _ in runs]
+        pieces = zip(
+            q_row.split(sizes, dim=1), k_row.split(sizes, dim=1), v_row.split(sizes, dim=1),
+            strict=True,
+        )  # fmt: skip
+        outputs = []
+        base_key = base_value = None
+        for (q, k, v), (_, first) in zip(pieces, runs, strict=True):
+            if first == 0:  # a sequence of its own
+                base_key, base_value = k, v
+            elif base_key is None or base_value is None or first >= base_key.shape[1]:
+                raise ValueError(
+                    f"position_ids branch at {first} off a sequence shorter than that: "
+                    "pack shared prefixes with PairCollator(share_prefix=True)"
+                )
+            else:  # a branch after the first `first` tokens of the current sequence
+                k = torch.cat([base_key[:, :first], k], dim=1)
+                v = torch.cat([base_value[:, :first], v], dim=1)
+            outputs.append(_segment_attention(q[None], k[None], v[None], **attend))
+        rows.append(torch.cat(outputs, dim=2))
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
 
 
-def _segment_sizes(positions: Any) -> list[int]:
-    """Lengths of the sequences of one packed row (each restarts at position 0)."""
+def _runs(positions: Any) -> list[tuple[int, int]]:
+    """``(length, first position)`` of each run of consecutive positions in a packed row: a
+    run starting at 0 is a sequence, one starting at ``p > 0`` a branch (shared prefix)."""
     import torch
 
-    starts = torch.nonzero(positions == 0).flatten().tolist()
-    if not starts or starts[0] != 0:
-        starts = [0, *starts]
-    return [end - start for start, end in itertools.pairwise([*starts, positions.shape[0]])]
+    starts = torch.nonzero(positions[1:] - positions[:-1] != 1).flatten() + 1
+    starts = torch.cat([starts.new_zeros(1), starts])
+    # one transfer for both lists (a single device sync on CUDA)
+    found = torch.cat([starts, positions[starts]]).tolist()
+    begins, firsts = found[: len(found) // 2], found[len(found) // 2 :]
+    ends = [*begins[1:], positions.shape[0]]
+    return [(end - begin, first) for begin, end, first in zip(begins, ends, firsts, strict=True)]
 
 
 def _eager_fallback(

@@ -46,6 +46,7 @@ def test_train_then_score(
     metrics = json.loads((tmp_path / "rm" / "metrics.json").read_text())["metrics"]
     assert metrics["attn_implementation"] == "segmented_varlen"
     assert metrics["train_padding_fraction"] == 0.0 and saved["attn_implementation"] is None
+    assert 0.0 < metrics["train_shared_prefix_fraction"] < 1.0  # shared prefixes held once
 
     scored = tmp_path / "scored.jsonl"
     assert (

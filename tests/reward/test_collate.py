@@ -120,4 +120,74 @@ def test_flex_attention_packs_one_row_with_the_padded_rewards(
         reference = sequence_rewards(model, PairCollator(tokenizer.pad_token_id)(features))
         model.set_attn_implementation("flex_attention")
         packed = sequence_rewards(model, collator(features))
+    torch._dynamo.reset()  # flex attention compiled here; later tests start clean
     torch.testing.assert_close(packed, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prefix_layout_holds_the_prefix_once() -> None:
+    from music_aug.reward.collate import shared_prefix_length
+    from music_aug.reward.data import PairFeatures
+
+    assert shared_prefix_length([1, 2, 3, 4], [1, 2, 9]) == 2
+    assert shared_prefix_length([1, 2, 3], [1, 2, 3]) == 2  # each keeps its last token
+    assert shared_prefix_length([5, 6], [7, 6]) == 0
+    features = [PairFeatures([1, 2, 3, 4], [1, 2, 9]), PairFeatures([5, 6], [7, 6])]
+    batch = PairCollator(pad_token_id=0, packed=True, single_row=True, share_prefix=True)(features)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 9, 5, 6, 7, 6]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 2, 0, 1, 0, 1]]
+    assert batch["end_index"].tolist() == [3, 6, 4, 8]  # chosen ends, then rejected ends
+    assert batch["sequence_lengths"].tolist() == [4, 2, 3, 2]  # both sides in full
+    assert batch["shared_lengths"].tolist() == [2, 0]
+    with pytest.raises(ValueError, match="single_row"):
+        PairCollator(pad_token_id=0, packed=True, share_prefix=True)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma2"])
+def test_shared_prefix_gives_the_rewards_and_gradients_of_separate_sequences(
+    kind: str, tokenizer: Any, gemma_tokenizer: Any, hh_pairs: list[PreferencePair]
+) -> None:
+    """Same rewards and the same gradient of the Bradley-Terry loss for every weight as
+    padded separate sequences; Gemma-2 with a biting soft-cap and a sliding window (64)
+    shorter than the sequences, so both are exercised across the shared prefix."""
+    from music_aug.reward.collate import shared_prefix_length
+    from music_aug.reward.loss import bradley_terry_loss
+
+    tok = gemma_tokenizer if kind == "gemma2" else tokenizer
+    model = tiny_model(kind, tok)
+    if kind == "gemma2":
+        model.config.attn_logit_softcapping = 5.0
+    features, _ = tokenize_pairs(hh_pairs[:6], tok, max_length=256)
+    shared = [shared_prefix_length(f.chosen_ids, f.rejected_ids) for f in features]
+    assert min(shared) > 0 and max(shared) > 64  # real shared conversations, past the window
+
+    def rewards_and_grads(collator: PairCollator) -> tuple[Any, dict[str, Any]]:
+        model.zero_grad()
+        rewards = sequence_rewards(model, collator(features))
+        bradley_terry_loss(rewards[: len(features)], rewards[len(features) :]).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return rewards.detach(), grads
+
+    reference, reference_grads = rewards_and_grads(PairCollator(tok.pad_token_id))
+    model.set_attn_implementation(register_varlen_attention())
+    shared_collator = PairCollator(
+        tok.pad_token_id, packed=True, single_row=True, share_prefix=True
+    )
+    batch = shared_collator(features)
+    assert batch["input_ids"].shape[1] == sum(f.length for f in features) - sum(shared)
+    rewards, grads = rewards_and_grads(shared_collator)
+    torch.testing.assert_close(rewards, reference, atol=1e-5, rtol=1e-4)
+    assert set(grads) == set(reference_grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, reference_grads[name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def test_a_branch_off_a_shorter_sequence_is_refused(tokenizer: Any) -> None:
+    model = tiny_model("llama", tokenizer)
+    model.set_attn_implementation(register_varlen_attention())
+    batch = {
+        "input_ids": torch.tensor([[5, 6, 7, 8]]),
+        "position_ids": torch.tensor([[0, 1, 5, 6]]),  # branch at 5 off a 2-token sequence
+        "end_index": torch.tensor([1, 3]),
+    }
+    with pytest.raises(ValueError, match="share_prefix"), torch.no_grad():
+        sequence_rewards(model, batch)

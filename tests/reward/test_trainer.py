@@ -64,6 +64,10 @@ def test_overfits_sixteen_real_pairs(
     assert all(0.0 <= fraction < 1.0 for fraction in padding)
     if attn == "segmented_varlen":
         assert padding == [0.0] * 4  # one packed row per batch, no padding at all
+        shared = [e["shared_prefix_fraction"] for e in result.log_history if "loss" in e]
+        assert all(0.0 < fraction < 1.0 for fraction in shared)  # prefixes held once
+    else:
+        assert all("shared_prefix_fraction" not in e for e in result.log_history)
     assert result.metrics["train_real_tokens"] > 0
 
     scorer = RewardModel(result.model, tok, max_length=config.max_length)
@@ -181,3 +185,22 @@ def test_sampler_seed_matters_when_everything_fits_in_one_mega_batch() -> None:
         assert len(batches[-1]) == 2  # the one partial batch is last
         spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
         assert max(spans) <= 8  # batches are cut from the sorted mega-batch
+
+
+@pytest.mark.parametrize(
+    ("attn", "share_prefix", "expected"),
+    [
+        ("segmented_varlen", True, True),
+        ("segmented_varlen", False, False),
+        ("flash_attention_2", True, False),  # cu_seqlens from position restarts at 0 only
+        ("flex_attention", True, False),  # its block mask splits at every restart
+        ("sdpa", True, False),
+    ],
+)
+def test_shared_prefix_only_under_segmented_varlen(
+    attn: str, share_prefix: bool, expected: bool, tmp_path: Path
+) -> None:
+    from music_aug.reward.trainer import make_collator
+
+    config = _config(tmp_path, attn_implementation=attn, share_prefix=share_prefix)
+    assert make_collator(config, 0).share_prefix is expected
