@@ -4,7 +4,8 @@
 #
 #   device run: command "bash benchmarks/gpu/device_run.sh", carry [".whl"], timeout_s 600
 #
-# It installs the carried wheels into /tmp/site (nothing of the image is touched), prints
+# It installs the carried wheels into /tmp/site (the image's own packages, pyarrow included,
+# stay as they are), prints
 # the environment, then runs bench_gemma2.py twice with the Gemma-2-9B layer shapes, 8
 # layers, bf16, identical batches on both sides (--no-group):
 #   1. batch 4 pairs, 12 steps: our default attention and flex_attention vs TRL;
@@ -23,11 +24,6 @@ mkdir -p "$OUT"
 
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" "$WHEELS"/*.whl || exit 1
-if ! "$PYTHON" -c 'import pyarrow, sys; sys.exit(int(pyarrow.__version__.split(".")[0]) < 24)'
-then  # datasets 5.2 needs pyarrow >= 24
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$SITE" "$WHEELS"/optional/pyarrow-*.whl || exit 1
-fi
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 {

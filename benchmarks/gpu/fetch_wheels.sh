@@ -26,9 +26,9 @@ WHEELS=(
     typing-extensions==4.16.0
     tenacity==9.2.1
 )
-# datasets 5.2 needs pyarrow >= 24; device_run.sh installs this one only when the image's
-# pyarrow is older.
-OPTIONAL=(pyarrow==26.0.1)
+# No pyarrow: a pyarrow in /tmp/site shadowing the image's broke datasets' hashing in the
+# rehearsal (PicklingError on MonthDayNano), while datasets 5.2 ran on the image-like
+# pyarrow 23 (its metadata asks for >= 24).
 
 download() {
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" \
@@ -37,8 +37,7 @@ download() {
         --platform manylinux1_x86_64 -d "$@"
 }
 
-mkdir -p "$DEST/optional"
+mkdir -p "$DEST"
 download "$DEST" "${WHEELS[@]}"
-download "$DEST/optional" "${OPTIONAL[@]}"
 du -sh "$DEST"
-ls "$DEST" "$DEST/optional"
+ls "$DEST"
