@@ -88,6 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-share-prefix", action="store_true", help="ours: compute shared prefixes twice"
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="profile N steps after --warmup with torch.profiler and print the top ops to "
+        "stderr (those steps' timing includes the profiler: use a separate run)",
+    )
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None)
     parser.add_argument("--tolerance", type=float, default=None, help="reward check tolerance")
@@ -228,6 +235,32 @@ def metered(trainer_class: Any, meter: Meter) -> Any:
     return Metered
 
 
+def profiled(trainer: Any, args: argparse.Namespace, device: Any) -> list[str]:
+    """Profiles steps ``--warmup + 1 .. --warmup + --profile`` with ``torch.profiler``; the
+    returned list receives the top-ops table when they are done (empty without --profile)."""
+    tables: list[str] = []
+    if not args.profile:
+        return tables
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    activities = [ProfilerActivity.CPU]
+    activities += [ProfilerActivity.CUDA] if device.type == "cuda" else []
+    profiler = profile(activities=activities)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+
+    class Window(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, _args: Any, state: Any, *_: Any, **__: Any) -> None:
+            if state.global_step == args.warmup:
+                profiler.start()
+            elif state.global_step == args.warmup + args.profile:
+                profiler.stop()
+                tables.append(profiler.key_averages().table(sort_by=sort, row_limit=25))
+
+    trainer.add_callback(Window())
+    return tables
+
+
 def our_attentions(args: argparse.Namespace, device: Any) -> list[str]:
     """The attentions our trainer runs, one run each (``auto``: what ``music-aug train`` picks)."""
     from music_aug.reward.autotune import default_attention
@@ -314,7 +347,11 @@ def _train(
         )  # fmt: skip
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    tables = profiled(trainer, args, device)
     trainer.train()
+    for table in tables:
+        steps = f"{args.warmup + 1}..{args.warmup + args.profile}"
+        print(f"profile: {side} {attn}, steps {steps}\n{table}", file=sys.stderr, flush=True)
     start, end = meter.marks[args.warmup - 1], meter.marks[-1]
     seconds = end[0] - start[0]
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]

@@ -53,10 +53,12 @@ def test_tiny_run_trains_both_sides_and_checks_rewards(
 ) -> None:
     pytest.importorskip("trl")
     bench = _bench()
-    code = bench.main(["--tiny", "--no-group", "--output-dir", str(tmp_path)])
-    lines = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"')
-    ]
+    code = bench.main(["--tiny", "--no-group", "--profile", "1", "--output-dir", str(tmp_path)])
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.startswith('{"')]
+    for side in ("ours segmented_varlen", "trl "):  # --profile: one top-ops table per side
+        assert f"profile: {side}" in captured.err
+    assert "aten::mm" in captured.err
     check = next(line for line in lines if line.get("check"))
     assert check["ok"] and check["max_abs_diff"] <= check["tolerance"] and code == 0
     sides = {line["side"]: line for line in lines if "side" in line}
