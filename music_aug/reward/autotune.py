@@ -8,9 +8,13 @@ comes from measurements (``benchmarks/RESULTS.md``, issue 14), not from rules of
   ``flash_attention_2``, one packed row per batch through its varlen kernels.
 * Otherwise (CPU at 1 and 2 threads, GPUs without flash-attn): ``segmented_varlen``,
   padding-free packed batches with one causal SDPA call per sequence
-  (``music_aug.reward.varlen``). On the 2-core CPU it beat padded ``sdpa`` batches per real
-  token at both thread counts, because a reward model's cost is the linear layers and
-  packing removes every padded position from them.
+  (``music_aug.reward.varlen``), each pair's shared prefix computed once. On the 2-core CPU
+  it beat padded ``sdpa`` batches per real token at both thread counts, because a reward
+  model's cost is the linear layers and packing removes every padded position from them;
+  holding shared prefixes once removed another ~40% of the positions on HH-RLHF pairs
+  (2.65x TRL's tokens/s on the default path). Whether flash-attention without prefix
+  sharing still beats it on a GPU is not measured yet
+  (``benchmarks/gpu/bench_gemma2.py --attn flash_attention_2,segmented_varlen``).
 
 A model passed in memory keeps the attention it was built with. This module does not set
 thread counts (torch's default, one thread per core, is what was measured) and does not
