@@ -81,3 +81,27 @@ def test_train_without_model_or_preset_is_a_clean_error(tmp_path: Path, capsys: 
     pairs = _write_jsonl(tmp_path / "p.jsonl", [{"chosen": [], "rejected": []}])
     assert main(["train", "--data", str(pairs), "--output", str(tmp_path / "o")]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_no_share_prefix_computes_both_sides_in_full(
+    tokenizer: Any, hh_pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    base = tmp_path / "base"
+    tiny_model("llama", tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [p.to_trl() for p in hh_pairs[:4]])
+    argv = ["train", "--model", str(base), "--data", str(pairs), "--max-steps", "1"]
+    argv += ["--batch-size", "4", "--max-length", "256", "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path / "off"), "--no-share-prefix"]) == 0
+    assert main([*argv, "--output", str(tmp_path / "on")]) == 0
+    runs = {
+        name: json.loads((tmp_path / name / "metrics.json").read_text())["metrics"]
+        for name in ("off", "on")
+    }
+    saved = json.loads((tmp_path / "off" / "training_config.json").read_text())
+    assert saved["share_prefix"] is False
+    assert runs["off"]["train_shared_prefix_fraction"] == 0.0
+    assert runs["on"]["train_shared_prefix_fraction"] > 0.0
+    # the same pairs, the same loss: sharing changes what is computed, not the result
+    assert runs["on"]["train_loss"] == pytest.approx(runs["off"]["train_loss"], abs=1e-5)
+    assert runs["on"]["train_real_tokens"] == runs["off"]["train_real_tokens"]
