@@ -139,7 +139,9 @@ def test_max_completion_tokens_auto_switch_and_the_explicit_400_stop(
     with pytest.raises(BackendUnusableError) as caught:
         _run(MusicConfig(max_turns=2), _backend(server, token_param="max_tokens"), rows)
     assert caught.value.status == 400 and "--token-param max_completion_tokens" in str(caught.value)
-    assert len(server.log) == 16  # one wave: 8 chosen answers + 8 rewrites
+    # the stop comes with the 8th 400; the first wave (8 chosen answers + 8 rewrites) was
+    # submitted at once, so 8-16 of it reached the server by then (timing), nothing after
+    assert 8 <= len(server.log) <= 16
 
 
 def test_a_400_on_some_requests_only_is_a_row_failure_not_a_stop(
