@@ -270,6 +270,26 @@ def our_attentions(args: argparse.Namespace, device: Any) -> list[str]:
     return list(dict.fromkeys(resolved))
 
 
+def our_config(args: argparse.Namespace, attn: str, *, output_dir: str, bf16: bool) -> Any:
+    """Our trainer's config for one run (its collator is also what ``check_rewards`` packs)."""
+    from music_aug.reward.config import RewardTrainingConfig
+
+    return RewardTrainingConfig(
+        model="random-gemma2", output_dir=output_dir, max_length=args.max_length,
+        per_device_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
+        warmup_ratio=0.0, lr_scheduler="constant",
+        learning_rate=2e-6, max_steps=args.steps, logging_steps=1, seed=args.seed,
+        bf16=bf16, attn_implementation=attn, gradient_checkpointing=args.checkpointing,
+        group_by_length=not args.no_group, share_prefix=not args.no_share_prefix,
+        disable_tqdm=True,
+    )  # fmt: skip
+
+
+def error_line(error: BaseException) -> str:
+    """One printable line for a failed run or check."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:400]
+
+
 def run_side(
     side: str, attn: str, args: argparse.Namespace, device: Any, dtype: Any
 ) -> dict[str, Any]:
@@ -283,8 +303,7 @@ def run_side(
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        message = f"{type(error).__name__}: {error}".splitlines()[0][:400]
-        return {"side": side, "attn": attn, "layers": args.layers, "error": message}
+        return {"side": side, "attn": attn, "layers": args.layers, "error": error_line(error)}
 
 
 def _train(
@@ -309,22 +328,13 @@ def _train(
         "gradient_accumulation_steps": args.grad_accum,
     }  # fmt: skip
     if side == "ours":
-        from music_aug.reward.config import RewardTrainingConfig
         from music_aug.reward.trainer import RewardTrainer, make_collator
         from music_aug.reward.training import training_arguments
         from music_aug.reward.varlen import register_varlen_attention
 
         register_varlen_attention()
         model.set_attn_implementation(attn)
-        config = RewardTrainingConfig(
-            model="random-gemma2", output_dir=common["output_dir"], max_length=args.max_length,
-            per_device_batch_size=args.batch_size, gradient_accumulation_steps=args.grad_accum,
-            warmup_ratio=0.0, lr_scheduler="constant",
-            learning_rate=2e-6, max_steps=args.steps, logging_steps=1, seed=args.seed,
-            bf16=bf16, attn_implementation=attn, gradient_checkpointing=args.checkpointing,
-            group_by_length=not args.no_group, share_prefix=not args.no_share_prefix,
-            disable_tqdm=True,
-        )  # fmt: skip
+        config = our_config(args, attn, output_dir=common["output_dir"], bf16=bf16)
         trainer = metered(RewardTrainer, meter)(
             model=model, args=training_arguments(config, False), train_dataset=pairs,
             data_collator=make_collator(config, PAD), processing_class=build_tokenizer(vocab),
@@ -384,34 +394,33 @@ def check_rewards(args: argparse.Namespace, device: Any, dtype: Any) -> list[dic
 
     from music_aug.reward.collate import PairCollator
     from music_aug.reward.pooling import sequence_rewards
-    from music_aug.reward.varlen import VARLEN_ATTENTION, register_varlen_attention
+    from music_aug.reward.trainer import make_collator
+    from music_aug.reward.varlen import register_varlen_attention
 
     register_varlen_attention()
     model = build_model(args, device, dtype).eval()
     pairs = synthetic_pairs(args, model.config.vocab_size, args.batch_size)
 
-    def rewards(model: Any, attn: str, packed: bool) -> Any:
+    def rewards(model: Any, attn: str, collator: Any) -> Any:
         model.set_attn_implementation(attn)
-        share = packed and attn == VARLEN_ATTENTION and not args.no_share_prefix
-        collator = PairCollator(PAD, packed=packed, single_row=packed, share_prefix=share)
-        batch = collator(pairs)
         with torch.no_grad():
-            return sequence_rewards(model, {k: v.to(device) for k, v in batch.items()})
+            return sequence_rewards(model, {k: v.to(device) for k, v in collator(pairs).items()})
 
-    padded = rewards(model, "eager", False).float().cpu()
+    padded = rewards(model, "eager", PairCollator(PAD)).float().cpu()
     scale = padded.abs().max().item()
     tolerance = args.tolerance
     if tolerance is None:
         tolerance = 3e-2 * max(1.0, scale) if dtype == torch.bfloat16 else 1e-4 * max(1.0, scale)
     checks = []
     for attn in our_attentions(args, device):
+        # the layout our trainer feeds this attention (packed, shared prefixes or not)
+        collator = make_collator(our_config(args, attn, output_dir="-", bf16=False), PAD)
         check: dict[str, Any] = {"check": "packed_vs_padded_rewards", "packed_attn": attn}
-        check["share_prefix"] = attn == VARLEN_ATTENTION and not args.no_share_prefix
+        check["share_prefix"] = collator.share_prefix
         try:
-            diff = (rewards(model, attn, True).float().cpu() - padded).abs().max().item()
+            diff = (rewards(model, attn, collator).float().cpu() - padded).abs().max().item()
         except Exception as error:  # reported as a failed check
-            message = f"{type(error).__name__}: {error}".splitlines()[0][:400]
-            check.update(error=message, ok=False)
+            check.update(error=error_line(error), ok=False)
         else:
             check.update(
                 max_abs_diff=round(diff, 6), max_abs_reward=round(scale, 4),

@@ -115,18 +115,18 @@ def varlen_attention_forward(
             strict=True,
         )  # fmt: skip
         outputs = []
-        base_key = base_value = None
+        base: tuple[Any, Any] | None = None  # keys and values of the current sequence
         for (q, k, v), (_, first) in zip(pieces, runs, strict=True):
             if first == 0:  # a sequence of its own
-                base_key, base_value = k, v
-            elif base_key is None or base_value is None or first >= base_key.shape[1]:
+                base = (k, v)
+            elif base is None or first >= base[0].shape[1]:
                 raise ValueError(
                     f"position_ids branch at {first} off a sequence shorter than that: "
                     "pack shared prefixes with PairCollator(share_prefix=True)"
                 )
             else:  # a branch after the first `first` tokens of the current sequence
-                k = torch.cat([base_key[:, :first], k], dim=1)
-                v = torch.cat([base_value[:, :first], v], dim=1)
+                k = torch.cat([base[0][:, :first], k], dim=1)
+                v = torch.cat([base[1][:, :first], v], dim=1)
             outputs.append(_segment_attention(q[None], k[None], v[None], **attend))
         rows.append(torch.cat(outputs, dim=2))
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
