@@ -8,7 +8,7 @@
 # stay as they are), prints
 # the environment, then runs bench_gemma2.py twice with the Gemma-2-9B layer shapes, 8
 # layers, bf16, identical batches on both sides (--no-group):
-#   1. batch 4 pairs, 12 steps: our default attention and flex_attention vs TRL;
+#   1. batch 4 pairs, 12 steps: our default attention and segmented_flex vs TRL;
 #   1b. the same, ours only, shared prefixes computed twice (--no-share-prefix);
 #   2. the paper's 64 pairs per step (8 pairs x 8 accumulation steps), 4 steps: ours vs TRL;
 #   3. torch.profiler top CUDA ops of 2 steps of each side (in stderr.log; timing not used).
@@ -44,7 +44,7 @@ PY
 
 BENCH=("$PYTHON" benchmarks/gpu/bench_gemma2.py --layers 8 --no-group ${BENCH_EXTRA:-})
 status=0
-timeout "${RUN1_S:-210}" "${BENCH[@]}" --attn auto,flex_attention --batch-size 4 --steps 12 \
+timeout "${RUN1_S:-210}" "${BENCH[@]}" --attn auto,segmented_flex --batch-size 4 --steps 12 \
     --warmup 2 --output-dir /tmp/run1 2>>"$OUT/stderr.log" | tee "$OUT/run1.jsonl" || status=1
 tail -n 5 "$OUT/stderr.log"
 timeout "${RUN1B_S:-75}" "${BENCH[@]}" --sides ours --attn auto --no-share-prefix \

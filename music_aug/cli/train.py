@@ -60,12 +60,13 @@ def _register_train(subparsers: Any) -> None:
         action="store_false",
         default=None,
         help="compute a pair's shared conversation prefix twice (default: once, under "
-        "segmented_varlen)",
+        "segmented_varlen and segmented_flex)",
     )
     parser.add_argument(
         "--attn-implementation",
         default=None,
-        help="eager, sdpa, flash_attention_2, segmented_varlen, flex_attention (CUDA only) "
+        help="eager, sdpa, flash_attention_2, segmented_varlen, segmented_flex or "
+        "flex_attention (the flex ones train on CUDA only) "
         "(default: the fastest for the hardware: flash_attention_2 on CUDA with flash-attn, "
         "else segmented_varlen)",
     )

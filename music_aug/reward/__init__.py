@@ -7,6 +7,7 @@ fails with ``MissingDependencyError`` only when a model is loaded or trained.
 
 from music_aug.reward.config import TRUNCATION_POLICIES, RewardTrainingConfig, TruncationPolicy
 from music_aug.reward.data import PairFeatures, TruncationStats, fold_system_message, tokenize_pairs
+from music_aug.reward.flex import FLEX_ATTENTION
 from music_aug.reward.loading import SMOLLM2_MODEL, load_model_and_tokenizer
 from music_aug.reward.loss import bradley_terry_loss, pair_statistics
 from music_aug.reward.presets import PRESETS, preset_config
@@ -16,6 +17,7 @@ from music_aug.reward.training import TrainResult, train_reward_model
 from music_aug.reward.varlen import VARLEN_ATTENTION, register_varlen_attention
 
 __all__ = [
+    "FLEX_ATTENTION",
     "PRESETS",
     "SMOLLM2_MODEL",
     "TRUNCATION_POLICIES",

@@ -14,7 +14,9 @@ comes from measurements (``benchmarks/RESULTS.md``, issue 14), not from rules of
   holding shared prefixes once removed another ~40% of the positions on HH-RLHF pairs
   (2.65x TRL's tokens/s on the default path). Whether flash-attention without prefix
   sharing still beats it on a GPU is not measured yet
-  (``benchmarks/gpu/bench_gemma2.py --attn flash_attention_2,segmented_varlen``).
+  (``benchmarks/gpu/bench_gemma2.py --attn flash_attention_2,segmented_varlen``), nor
+  whether ``segmented_flex`` (the same layout in one FlexAttention call) does without
+  flash-attn.
 
 A model passed in memory keeps the attention it was built with. This module does not set
 thread counts (torch's default, one thread per core, is what was measured) and does not

@@ -12,18 +12,19 @@ real token, which is where its reward is read.
   for every sequence and no attention mask is passed, which transformers turns into a
   block-diagonal mask (sdpa/eager) or ``cu_seqlens`` (flash-attention). The unused tail of
   a row is filled with pad tokens forming their own dummy sequence.
-* Shared prefix (``share_prefix``, one packed row, ``segmented_varlen`` only): a pair's
+* Shared prefix (``share_prefix``, one packed row, ``segmented_varlen`` and
+  ``segmented_flex`` only): a pair's
   chosen and rejected sequences usually begin with the same conversation, so the row holds
   that prefix once: ``[chosen ids | rejected ids after the prefix]``, the rejected part's
   ``position_ids`` continuing from the prefix length ``p`` (``p, p+1, ...``). Under causal
   attention the prefix's states do not depend on what follows, so attending the rejected
   part to the chosen side's first ``p`` positions gives exactly the rewards (and
   gradients) of the two separate sequences, without computing the prefix twice.
-  ``segmented_varlen`` reads this layout from the positions (a run restarting at ``p > 0``
-  branches off the current sequence's first ``p`` tokens); other attentions would not, so
-  the trainer turns it on only for that one. ``sequence_lengths`` still counts both full
-  sides (the tokens trained on, as TRL counts them); ``shared_lengths`` holds each pair's
-  ``p``.
+  ``segmented_varlen`` and ``segmented_flex`` read this layout from the positions (a run
+  restarting at ``p > 0`` branches off the current sequence's first ``p`` tokens); other
+  attentions would not, so the trainer turns it on only for those two.
+  ``sequence_lengths`` still counts both full sides (the tokens trained on, as TRL counts
+  them); ``shared_lengths`` holds each pair's ``p``.
 
 This module does not tokenise or shuffle; the sampler that groups lengths lives in
 ``music_aug.reward.trainer``.
@@ -78,7 +79,7 @@ class PairCollator:
         padding_side: ``"right"`` or ``"left"`` for padded batches.
         pad_to_multiple_of: round the row width up to a multiple of this (tensor cores).
         share_prefix: with ``packed`` and ``single_row``, hold each pair's shared prefix once
-            (see the module docs; for ``segmented_varlen`` attention only).
+            (see the module docs; for ``segmented_varlen`` and ``segmented_flex`` only).
     """
 
     pad_token_id: int

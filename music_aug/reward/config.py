@@ -32,7 +32,8 @@ def is_varlen_attention(name: str | None) -> bool:
     mask from the restarting ``position_ids``; it trains on CUDA only, torch has no CPU
     backward for it)."""
     name = name or ""
-    return name.startswith("flash_attention") or name in ("segmented_varlen", "flex_attention")
+    packed = ("segmented_varlen", "segmented_flex", "flex_attention")
+    return name.startswith("flash_attention") or name in packed
 
 
 def packs_sequences(padding_free: bool | str, attn_implementation: str | None) -> bool:
@@ -79,18 +80,19 @@ class RewardTrainingConfig(BaseModel):
         dtype: dtype to load the weights in ("float32", "bfloat16", "auto").
         gradient_checkpointing: recompute activations in the backward pass.
         attn_implementation: "eager", "sdpa", "flash_attention_2", "flex_attention" (CUDA),
-            or "segmented_varlen" (``music_aug.reward.varlen``: padding-free attention without
-            flash-attention, one SDPA call per packed sequence); ``None``: the fastest
-            correct choice for the hardware (``music_aug.reward.autotune``) when the model
-            is loaded by name, the model's own when it is passed in memory.
+            "segmented_varlen" (``music_aug.reward.varlen``: padding-free attention without
+            flash-attention, one SDPA call per packed sequence), or "segmented_flex" (CUDA,
+            ``music_aug.reward.flex``: that layout in one FlexAttention call); ``None``: the
+            fastest correct choice for the hardware (``music_aug.reward.autotune``) when the
+            model is loaded by name, the model's own when it is passed in memory.
         padding_free: pack sequences with ``position_ids`` instead of padding them;
-            ``"auto"`` packs under flash-attention and ``segmented_varlen`` (attention
-            restricted to each sequence) and pads otherwise.
-        share_prefix: under ``segmented_varlen``, hold each pair's shared leading tokens
-            (the common conversation before the answers differ) once per packed row instead
-            of twice; rewards and gradients are those of the separate sequences
-            (``music_aug.reward.collate``). Other attentions cannot read that layout, so it
-            is off for them.
+            ``"auto"`` packs under flash-attention, flex attention and the segmented
+            attentions (attention restricted to each sequence) and pads otherwise.
+        share_prefix: under ``segmented_varlen`` and ``segmented_flex``, hold each pair's
+            shared leading tokens (the common conversation before the answers differ) once
+            per packed row instead of twice; rewards and gradients are those of the
+            separate sequences (``music_aug.reward.collate``). Other attentions cannot read
+            that layout, so it is off for them.
         group_by_length: sort pairs by length inside random mega-batches so batches need
             little padding.
         mega_batch_factor: batches per mega-batch for ``group_by_length``.

@@ -22,6 +22,7 @@ from typing import Any
 from music_aug.errors import MissingDependencyError
 from music_aug.reward.collate import PairCollator
 from music_aug.reward.config import RewardTrainingConfig, is_varlen_attention, packs_sequences
+from music_aug.reward.flex import FLEX_ATTENTION
 from music_aug.reward.loss import bradley_terry_loss, pair_statistics
 from music_aug.reward.pooling import sequence_rewards
 from music_aug.reward.varlen import VARLEN_ATTENTION
@@ -205,7 +206,7 @@ def make_collator(
     attn = attn_implementation or config.attn_implementation
     packed = packs_sequences(config.padding_free, attn)
     single_row = packed and is_varlen_attention(attn)
-    share = single_row and config.share_prefix and attn == VARLEN_ATTENTION
+    share = single_row and config.share_prefix and attn in (VARLEN_ATTENTION, FLEX_ATTENTION)
     return PairCollator(
         pad_token_id=pad_token_id, packed=packed, single_row=single_row, share_prefix=share
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from music_aug.errors import MissingDependencyError
+from music_aug.errors import ConfigError, MissingDependencyError
 from music_aug.reward.config import RewardTrainingConfig
 from music_aug.reward.data import TruncationStats, tokenize_pairs
 from music_aug.reward.loading import ensure_pad_token, load_model_and_tokenizer
@@ -213,6 +213,7 @@ def _attention(config: RewardTrainingConfig, model: Any, loaded: bool) -> str:
     import torch
 
     from music_aug.reward.autotune import default_attention
+    from music_aug.reward.flex import FLEX_ATTENTION
     from music_aug.reward.varlen import register_varlen_attention
 
     attn = config.attn_implementation
@@ -221,6 +222,11 @@ def _attention(config: RewardTrainingConfig, model: Any, loaded: bool) -> str:
         attn = default_attention(model.config.model_type, device, model.dtype)
     if attn is None:
         return str(getattr(model.config, "_attn_implementation", None) or "eager")
+    if attn in ("flex_attention", FLEX_ATTENTION) and not torch.cuda.is_available():
+        raise ConfigError(
+            f"attn_implementation={attn!r} trains on CUDA only (torch has no CPU backward for "
+            "FlexAttention): use 'segmented_varlen' here, or leave it unset for the default"
+        )
     register_varlen_attention()
     if getattr(model.config, "_attn_implementation", None) != attn:
         model.set_attn_implementation(attn)

@@ -179,10 +179,16 @@ def _varlen_mask(**kwargs: Any) -> Any:
 
 
 def register_varlen_attention() -> str:
-    """Register ``segmented_varlen`` with transformers (idempotent); returns its name."""
+    """Register ``segmented_varlen`` with transformers (idempotent); returns its name.
+
+    Also registers ``segmented_flex`` (``music_aug.reward.flex``), which reads the same
+    layout, so a config or saved model may name either."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
+    from music_aug.reward.flex import register_flex_attention
+
+    register_flex_attention()
     AttentionInterface.register(VARLEN_ATTENTION, varlen_attention_forward)
     AttentionMaskInterface.register(VARLEN_ATTENTION, _varlen_mask)
     return VARLEN_ATTENTION

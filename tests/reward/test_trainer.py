@@ -192,15 +192,30 @@ def test_sampler_seed_matters_when_everything_fits_in_one_mega_batch() -> None:
     [
         ("segmented_varlen", True, True),
         ("segmented_varlen", False, False),
+        ("segmented_flex", True, True),  # the same layout in one flex call (CUDA)
         ("flash_attention_2", True, False),  # cu_seqlens from position restarts at 0 only
         ("flex_attention", True, False),  # its block mask splits at every restart
         ("sdpa", True, False),
     ],
 )
-def test_shared_prefix_only_under_segmented_varlen(
+def test_shared_prefix_only_under_the_segmented_attentions(
     attn: str, share_prefix: bool, expected: bool, tmp_path: Path
 ) -> None:
     from music_aug.reward.trainer import make_collator
 
     config = _config(tmp_path, attn_implementation=attn, share_prefix=share_prefix)
     assert make_collator(config, 0).share_prefix is expected
+
+
+@pytest.mark.parametrize("attn", ["segmented_flex", "flex_attention"])
+def test_flex_attentions_refuse_to_train_without_cuda(
+    attn: str, tokenizer: Any, hh_pairs: list[PreferencePair], tmp_path: Path
+) -> None:
+    from music_aug.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("on CUDA the flex attentions train")
+    config = _config(tmp_path / "rm", attn_implementation=attn)
+    with pytest.raises(ConfigError, match=r"CUDA only.*segmented_varlen"):
+        train_reward_model(config, hh_pairs[:4], model=tiny_model("llama", tokenizer),
+                           tokenizer=tokenizer)  # fmt: skip
