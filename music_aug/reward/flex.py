@@ -40,13 +40,13 @@ def segment_block_mask(position_ids: Any, sliding_window: int | None = None) -> 
     import torch
     from torch.nn.attention.flex_attention import create_block_mask
 
-    from music_aug.reward.varlen import _runs
+    from music_aug.reward.varlen import packed_runs
 
     positions = position_ids.long()
     rows, length = positions.shape
-    for row in range(rows):  # the same refusal as segmented_varlen's
+    for runs in packed_runs(position_ids):  # the same refusal as segmented_varlen's
         base = 0
-        for size, first in _runs(positions[row]):
+        for size, first in runs:
             if first == 0:
                 base = size
             elif first >= base:

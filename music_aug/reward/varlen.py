@@ -26,6 +26,7 @@ from typing import Any
 __all__ = ["VARLEN_ATTENTION", "register_varlen_attention"]
 
 VARLEN_ATTENTION = "segmented_varlen"
+_RUNS_CACHE = "_music_aug_runs"  # on the position_ids tensor
 
 
 def _segment_attention(
@@ -105,10 +106,11 @@ def varlen_attention_forward(
     # large as the whole row for every segment (profiled in issue 14: fill_/copy_/add_
     # took more time than the attention itself); split's backward is one concatenation.
     # A branch slices its prefix keys out of one sequence's piece only (cost: that piece).
+    layout = packed_runs(position_ids)
     for row, (q_row, k_row, v_row) in enumerate(
         zip(query.unbind(0), key.unbind(0), value.unbind(0), strict=True)
     ):
-        runs = _runs(position_ids[min(row, position_ids.shape[0] - 1)])
+        runs = layout[min(row, len(layout) - 1)]
         sizes = [length for length, _ in runs]
         pieces = zip(
             q_row.split(sizes, dim=1), k_row.split(sizes, dim=1), v_row.split(sizes, dim=1),
@@ -130,6 +132,17 @@ def varlen_attention_forward(
             outputs.append(_segment_attention(q[None], k[None], v[None], **attend))
         rows.append(torch.cat(outputs, dim=2))
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
+
+
+def packed_runs(position_ids: Any) -> list[list[tuple[int, int]]]:
+    """``_runs`` of every row of ``position_ids``, read once per batch: cached on the tensor
+    (every layer, and a recomputed forward, gets the same one), so the device-to-host copy
+    the lengths need happens once per forward, not once per layer."""
+    version, cached = getattr(position_ids, _RUNS_CACHE, (None, None))
+    if cached is None or version != position_ids._version:
+        cached = [_runs(row) for row in position_ids]
+        setattr(position_ids, _RUNS_CACHE, (position_ids._version, cached))
+    return cached
 
 
 def _runs(positions: Any) -> list[tuple[int, int]]:

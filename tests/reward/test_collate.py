@@ -191,3 +191,24 @@ def test_a_branch_off_a_shorter_sequence_is_refused(tokenizer: Any) -> None:
     }
     with pytest.raises(ValueError, match="share_prefix"), torch.no_grad():
         sequence_rewards(model, batch)
+
+
+def test_packed_runs_are_read_once_per_batch_not_once_per_layer(
+    tokenizer: Any, hh_pairs: list[PreferencePair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from music_aug.reward import varlen
+
+    calls = []
+    original = varlen._runs
+    monkeypatch.setattr(varlen, "_runs", lambda row: calls.append(1) or original(row))
+    model = tiny_model("llama", tokenizer)  # 2 layers
+    model.set_attn_implementation(register_varlen_attention())
+    features, _ = tokenize_pairs(hh_pairs[:3], tokenizer, max_length=128)
+    batch = PairCollator(tokenizer.pad_token_id, packed=True, single_row=True)(features)
+    with torch.no_grad():
+        sequence_rewards(model, batch)
+    assert len(calls) == 1  # one row, two layers
+    positions = torch.tensor([[0, 1, 2, 0, 1]])
+    assert varlen.packed_runs(positions) == [[(3, 0), (2, 0)]]
+    positions[0, 3] = 3  # changed in place: read again, not a stale layout
+    assert varlen.packed_runs(positions) == [[(4, 0), (1, 1)]]
