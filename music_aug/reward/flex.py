@@ -21,7 +21,7 @@ from typing import Any
 __all__ = ["FLEX_ATTENTION", "register_flex_attention", "segment_block_mask"]
 
 FLEX_ATTENTION = "segmented_flex"
-_CACHE = "_music_aug_block_masks"  # on the position_ids tensor: one mask per window
+_CACHE = "_music_aug_block_mask"  # on the position_ids tensor, one per window
 
 
 def segment_block_mask(position_ids: Any, sliding_window: int | None = None) -> Any:
@@ -42,18 +42,9 @@ def segment_block_mask(position_ids: Any, sliding_window: int | None = None) -> 
 
     from music_aug.reward.varlen import packed_runs
 
+    packed_runs(position_ids)  # the same refusal as segmented_varlen's
     positions = position_ids.long()
     rows, length = positions.shape
-    for runs in packed_runs(position_ids):  # the same refusal as segmented_varlen's
-        base = 0
-        for size, first in runs:
-            if first == 0:
-                base = size
-            elif first >= base:
-                raise ValueError(
-                    f"position_ids branch at {first} off a sequence shorter than that: "
-                    "pack shared prefixes with PairCollator(share_prefix=True)"
-                )
     start = torch.ones_like(positions, dtype=torch.bool)
     start[:, 1:] = positions[:, 1:] - positions[:, :-1] != 1
     run = start.flatten().cumsum(0).view(rows, length) - 1  # run index, over all rows
@@ -86,7 +77,7 @@ def flex_attention_forward(
     """One FlexAttention call over packed rows (see the module docs)."""
     from transformers.integrations.flex_attention import flex_attention_forward as flex
 
-    from music_aug.reward.varlen import varlen_attention_forward
+    from music_aug.reward.varlen import per_batch, varlen_attention_forward
 
     position_ids = kwargs.get("position_ids")
     if attention_mask is not None or position_ids is None:
@@ -94,14 +85,11 @@ def flex_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, softcap, **kwargs
         )
     window = kwargs.get("sliding_window")
-    version, masks = getattr(position_ids, _CACHE, (None, None))
-    if masks is None or version != position_ids._version:
-        masks = {}  # built once per batch, reused by every layer (and recomputation)
-        setattr(position_ids, _CACHE, (position_ids._version, masks))
-    if window not in masks:
-        masks[window] = segment_block_mask(position_ids, window)
+    mask = per_batch(
+        position_ids, f"{_CACHE}_{window}", lambda: segment_block_mask(position_ids, window)
+    )
     output, _ = flex(
-        module, query, key, value, masks[window], scaling=scaling, softcap=softcap,
+        module, query, key, value, mask, scaling=scaling, softcap=softcap,
         dropout=dropout if module.training else 0.0,
     )  # fmt: skip
     return output, None

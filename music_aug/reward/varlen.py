@@ -21,6 +21,7 @@ Batches with an attention mask (padded batches, e.g. scoring) fall back to the l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["VARLEN_ATTENTION", "register_varlen_attention"]
@@ -117,15 +118,10 @@ def varlen_attention_forward(
             strict=True,
         )  # fmt: skip
         outputs = []
-        base: tuple[Any, Any] | None = None  # keys and values of the current sequence
+        base: Any = None  # keys and values of the current sequence (packed_runs checked it)
         for (q, k, v), (_, first) in zip(pieces, runs, strict=True):
             if first == 0:  # a sequence of its own
                 base = (k, v)
-            elif base is None or first >= base[0].shape[1]:
-                raise ValueError(
-                    f"position_ids branch at {first} off a sequence shorter than that: "
-                    "pack shared prefixes with PairCollator(share_prefix=True)"
-                )
             else:  # a branch after the first `first` tokens of the current sequence
                 k = torch.cat([base[0][:, :first], k], dim=1)
                 v = torch.cat([base[1][:, :first], v], dim=1)
@@ -134,15 +130,39 @@ def varlen_attention_forward(
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
 
 
+def per_batch(position_ids: Any, name: str, build: Callable[[], Any]) -> Any:
+    """``build()``, once per batch: cached on the ``position_ids`` tensor, which every layer
+    (and a recomputed forward) receives, and built again if it was changed in place."""
+    version, value = getattr(position_ids, name, (None, None))
+    if value is None or version != position_ids._version:
+        value = build()
+        setattr(position_ids, name, (position_ids._version, value))
+    return value
+
+
 def packed_runs(position_ids: Any) -> list[list[tuple[int, int]]]:
-    """``_runs`` of every row of ``position_ids``, read once per batch: cached on the tensor
-    (every layer, and a recomputed forward, gets the same one), so the device-to-host copy
-    the lengths need happens once per forward, not once per layer."""
-    version, cached = getattr(position_ids, _RUNS_CACHE, (None, None))
-    if cached is None or version != position_ids._version:
-        cached = [_runs(row) for row in position_ids]
-        setattr(position_ids, _RUNS_CACHE, (position_ids._version, cached))
-    return cached
+    """``_runs`` of every row of ``position_ids``, checked and read once per batch
+    (``per_batch``): the device-to-host copy the lengths need happens once per forward,
+    not once per layer.
+
+    Raises:
+        ValueError: a branch whose point lies past the end of its sequence's first run.
+    """
+    return per_batch(position_ids, _RUNS_CACHE, lambda: [_checked(row) for row in position_ids])
+
+
+def _checked(positions: Any) -> list[tuple[int, int]]:
+    runs = _runs(positions)
+    base = 0
+    for size, first in runs:
+        if first == 0:
+            base = size
+        elif first >= base:
+            raise ValueError(
+                f"position_ids branch at {first} off a sequence shorter than that: "
+                "pack shared prefixes with PairCollator(share_prefix=True)"
+            )
+    return runs
 
 
 def _runs(positions: Any) -> list[tuple[int, int]]:
