@@ -17,6 +17,12 @@ weights of every matrix multiply a token goes through (all parameters except the
 embedding table; a reward model has no LM head). Padding and activation recomputation
 (``--checkpointing``) do not count as useful FLOPs.
 
+Precision: by default the weights are bf16 and the optimizer steps them in place (one
+process, no float32 master copy): the fast, memory-light setting, whose small updates are
+rounded away at the paper's lr 2e-6 (our trainer warns; ``frozen_update_fraction`` in its
+line). ``--weights float32`` keeps float32 weights under bf16 autocast, as FSDP and
+DeepSpeed give the optimizer (more optimizer and weight memory; the paper's setting).
+
 Needs torch, transformers and accelerate; music-aug and TRL (and their pure-Python
 dependencies) come as wheels, see ``benchmarks/gpu/README.md``. ``--tiny`` shrinks the model
 and the sequences so the script runs on a CPU in seconds (``tests/reward/test_gpu_bench.py``).
@@ -97,6 +103,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None)
+    parser.add_argument(
+        "--weights",
+        choices=("bfloat16", "float32"),
+        default=None,
+        help="dtype of the trained weights (default: --dtype; float32 with --dtype bfloat16 "
+        "is autocast with float32 weights for the optimizer, as FSDP and DeepSpeed run)",
+    )
     parser.add_argument("--tolerance", type=float, default=None, help="reward check tolerance")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="tiny model and sequences (CPU)")
@@ -311,7 +324,8 @@ def _train(
 ) -> dict[str, Any]:
     import torch
 
-    model = build_model(args, device, dtype)
+    weights = getattr(torch, args.weights) if args.weights else dtype
+    model = build_model(args, device, weights)
     vocab = model.config.vocab_size
     pairs = synthetic_pairs(args, vocab, args.steps * args.batch_size * args.grad_accum)
     cfg = model.config
@@ -367,6 +381,7 @@ def _train(
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     result = {
         "side": side, "attn": attn, "layers": args.layers, "dtype": str(dtype).split(".")[-1],
+        "weights": str(weights).split(".")[-1],
         "pairs_per_step": args.batch_size * args.grad_accum,
         "checkpointing": args.checkpointing, "steps_timed": len(meter.marks) - args.warmup,
         "real_tokens": end[1] - start[1], "computed_tokens": end[3] - start[3],
@@ -380,6 +395,8 @@ def _train(
         "losses": [round(loss, 4) for loss in losses],
         "matmul_params": meter.params,
     }  # fmt: skip
+    if side == "ours":  # bf16/fp16 weights a step of the lr cannot change (None: float32)
+        result["frozen_update_fraction"] = trainer.frozen_update_fraction
     del trainer, model
     gc.collect()
     if device.type == "cuda":

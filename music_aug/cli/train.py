@@ -70,6 +70,19 @@ def _register_train(subparsers: Any) -> None:
         "(default: the fastest for the hardware: flash_attention_2 on CUDA with flash-attn, "
         "else segmented_varlen)",
     )
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 mixed precision (needs a GPU with bf16; default: the preset's, else off)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default=None,
+        help="dtype the weights load in (default: the preset's, else float32); with "
+        "bfloat16 weights, one process steps them without float32 master copies",
+    )
     parser.add_argument("--logging-steps", type=int, default=None)
     parser.add_argument("--eval-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
@@ -125,6 +138,8 @@ def _run_train(args: argparse.Namespace) -> int:
         padding_free=_padding_free(args.padding_free),
         share_prefix=args.share_prefix,
         attn_implementation=args.attn_implementation,
+        bf16=args.bf16,
+        dtype=args.dtype,
         logging_steps=args.logging_steps,
         eval_steps=args.eval_steps,
         seed=args.seed,

@@ -25,6 +25,7 @@ from music_aug.reward.config import RewardTrainingConfig, is_varlen_attention, p
 from music_aug.reward.flex import FLEX_ATTENTION
 from music_aug.reward.loss import bradley_terry_loss, pair_statistics
 from music_aug.reward.pooling import sequence_rewards
+from music_aug.reward.precision import warn_if_updates_vanish
 from music_aug.reward.varlen import VARLEN_ATTENTION
 
 try:
@@ -99,7 +100,16 @@ class RewardTrainer(Trainer):
         self.real_tokens_seen = 0
         self.positions_seen = 0
         self.shared_tokens_seen = 0
+        self.frozen_update_fraction: float | None = None
         self._window: dict[str, list[float]] = defaultdict(list)
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """The ``Trainer``'s optimizer, checked for half-precision weights it steps in place
+        (``music_aug.reward.precision``; DeepSpeed's optimizer keeps float32 masters)."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        if not self.is_deepspeed_enabled:
+            self.frozen_update_fraction = warn_if_updates_vanish(optimizer, self.args.learning_rate)
+        return optimizer
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset: Any = train_dataset if train_dataset is not None else self.train_dataset

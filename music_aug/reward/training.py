@@ -23,6 +23,7 @@ from music_aug.errors import ConfigError, MissingDependencyError
 from music_aug.reward.config import RewardTrainingConfig
 from music_aug.reward.data import TruncationStats, tokenize_pairs
 from music_aug.reward.loading import ensure_pad_token, load_model_and_tokenizer
+from music_aug.reward.precision import require_bf16_device
 
 __all__ = ["TrainResult", "train_reward_model"]
 
@@ -133,8 +134,15 @@ def train_reward_model(
     Returns:
         A ``TrainResult``; the metrics include ``train_real_tokens_per_second`` (both
         sides of every pair in full, as TRL counts), ``train_padding_fraction`` (padded
-        positions over computed ones) and ``train_shared_prefix_fraction`` (tokens held
-        once for both sides of their pair, over all).
+        positions over computed ones), ``train_shared_prefix_fraction`` (tokens held
+        once for both sides of their pair, over all) and, when the optimizer steps
+        bf16/fp16 weights in place, ``train_frozen_update_fraction`` (the share of them
+        a step of the learning rate cannot change; above 1% it is also logged as a
+        warning, see ``music_aug.reward.precision``).
+
+    Raises:
+        ConfigError: ``bf16=True`` on a machine without a bfloat16 GPU, a flex attention
+            without CUDA, or another invalid option.
     """
     try:
         from transformers import set_seed
@@ -142,6 +150,8 @@ def train_reward_model(
         from music_aug.reward.trainer import RewardTrainer, make_collator
     except ImportError:
         raise MissingDependencyError("transformers", "train", "Reward-model training") from None
+    if config.bf16:
+        require_bf16_device()
     set_seed(config.seed)
     loaded = model is None
     if model is None:
@@ -188,6 +198,8 @@ def train_reward_model(
     metrics["train_shared_prefix_fraction"] = trainer.shared_tokens_seen / max(
         trainer.real_tokens_seen, 1
     )
+    if trainer.frozen_update_fraction is not None:  # half-precision weights stepped in place
+        metrics["train_frozen_update_fraction"] = trainer.frozen_update_fraction
     if eval_features is not None:
         metrics.update(trainer.evaluate())
     trained: Any = trainer.model

@@ -105,3 +105,35 @@ def test_no_share_prefix_computes_both_sides_in_full(
     # the same pairs, the same loss: sharing changes what is computed, not the result
     assert runs["on"]["train_loss"] == pytest.approx(runs["off"]["train_loss"], abs=1e-5)
     assert runs["on"]["train_real_tokens"] == runs["off"]["train_real_tokens"]
+
+
+def test_a_gpu_preset_on_cpu_stops_with_the_fix_and_the_fix_trains(
+    tokenizer: Any, hh_pairs: list[PreferencePair], tmp_path: Path, capsys: Any
+) -> None:
+    from transformers.utils import is_torch_bf16_gpu_available
+
+    if is_torch_bf16_gpu_available():
+        pytest.skip("this machine trains the gemma2-9b preset in bf16")
+    base = tmp_path / "base"
+    tiny_model("llama", tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [p.to_trl() for p in hh_pairs[:2]])
+    argv = ["train", "--preset", "gemma2-9b", "--model", str(base), "--data", str(pairs)]
+    argv += ["--max-steps", "1", "--batch-size", "2", "--grad-accum", "1"]
+    argv += ["--max-length", "256", "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path / "bf16")]) == 2
+    assert "--no-bf16" in capsys.readouterr().err
+    assert not (tmp_path / "bf16").exists()
+
+    fixed = tmp_path / "fp32"
+    assert main([*argv, "--output", str(fixed), "--no-bf16", "--dtype", "float32"]) == 0
+    saved = json.loads((fixed / "training_config.json").read_text())
+    assert saved["preset"] == "gemma2-9b" and saved["bf16"] is False
+    assert saved["dtype"] == "float32" and saved["learning_rate"] == 2e-6
+    metrics = json.loads((fixed / "metrics.json").read_text())["metrics"]
+    assert "train_frozen_update_fraction" not in metrics  # float32 weights: nothing rounds away
+
+    # the preset's bfloat16 weights stepped in place at its lr 2e-6: measured and reported
+    assert main([*argv, "--output", str(tmp_path / "bf16w"), "--no-bf16"]) == 0
+    metrics = json.loads((tmp_path / "bf16w" / "metrics.json").read_text())["metrics"]
+    assert metrics["train_frozen_update_fraction"] > 0.5

@@ -68,6 +68,8 @@ def test_tiny_run_trains_both_sides_and_checks_rewards(
         assert result["steps_timed"] == 3 and result["real_tokens"] > 0
         assert result["real_tokens_per_s"] > 0 and 0 < result["mfu"] < 1
         assert len(result["losses"]) == 4 and all(loss > 0 for loss in result["losses"])
+        assert result["weights"] == result["dtype"] == "float32"
+    assert sides["ours"]["frozen_update_fraction"] is None  # float32 weights: nothing vanishes
     # identical batches (--no-group): the same real tokens and the same loss curve
     assert sides["ours"]["real_tokens"] == sides["trl"]["real_tokens"]
     assert sides["ours"]["losses"] == pytest.approx(sides["trl"]["losses"], abs=2e-4)
