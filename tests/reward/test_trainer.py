@@ -219,3 +219,33 @@ def test_flex_attentions_refuse_to_train_without_cuda(
     with pytest.raises(ConfigError, match=r"CUDA only.*segmented_varlen"):
         train_reward_model(config, hh_pairs[:4], model=tiny_model("llama", tokenizer),
                            tokenizer=tokenizer)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma2"])
+def test_gradient_checkpointing_trains_the_shared_prefix_layout_the_same(
+    kind: str, tokenizer: Any, gemma_tokenizer: Any, hh_pairs: list[PreferencePair],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The gemma2-9b preset checkpoints activations: the recomputed forward must read the
+    same packed layout (cached on ``position_ids``), so losses and weights match a run
+    that keeps its activations."""
+    tok = gemma_tokenizer if kind == "gemma2" else tokenizer
+    runs, forwards = {}, {}
+    for checkpointing in (False, True):
+        config = _config(
+            tmp_path / str(checkpointing), attn_implementation="segmented_varlen",
+            gradient_checkpointing=checkpointing, max_steps=3, logging_steps=1,
+            learning_rate=1e-3,
+        )  # fmt: skip
+        model = tiny_model(kind, tok)
+        calls: list[int] = []  # the first attention's forwards: twice a step if recomputed
+        model.model.layers[0].self_attn.register_forward_hook(lambda *_, seen=calls: seen.append(1))
+        result = train_reward_model(config, hh_pairs[:12], model=model, tokenizer=tok, save=False)
+        assert result.metrics["train_shared_prefix_fraction"] > 0
+        runs[checkpointing], forwards[checkpointing] = result, len(calls)
+    assert forwards == {False: 3, True: 6}
+    losses = {k: [e["loss"] for e in r.log_history if "loss" in e] for k, r in runs.items()}
+    assert len(losses[True]) == 3 and losses[True] == pytest.approx(losses[False], abs=1e-5)
+    plain = dict(runs[False].model.named_parameters())
+    for name, parameter in runs[True].model.named_parameters():
+        torch.testing.assert_close(parameter, plain[name], atol=1e-5, rtol=1e-4)
