@@ -63,6 +63,14 @@ def _register_train(subparsers: Any) -> None:
         "segmented_varlen and segmented_flex)",
     )
     parser.add_argument(
+        "--no-group-by-length",
+        dest="group_by_length",
+        action="store_false",
+        default=None,
+        help="random batches instead of length-grouped ones (each process then gets its "
+        "share of the one-process batches: the same training under any process count)",
+    )
+    parser.add_argument(
         "--attn-implementation",
         default=None,
         help="eager, sdpa, flash_attention_2, segmented_varlen, segmented_flex or "
@@ -137,6 +145,7 @@ def _run_train(args: argparse.Namespace) -> int:
         lora=args.lora,
         padding_free=_padding_free(args.padding_free),
         share_prefix=args.share_prefix,
+        group_by_length=args.group_by_length,
         attn_implementation=args.attn_implementation,
         bf16=args.bf16,
         dtype=args.dtype,
@@ -148,6 +157,8 @@ def _run_train(args: argparse.Namespace) -> int:
     train_rows = read_records(args.data)
     eval_rows = read_records(args.eval_data) if args.eval_data else None
     result = train_reward_model(config, train_rows, eval_rows)
+    if _rank() != 0:  # under a launcher, the main process reports (its metrics are global)
+        return 0
     print(f"truncation (train): {result.truncation.format()}")
     if result.eval_truncation is not None:
         print(f"truncation (eval):  {result.eval_truncation.format()}")
@@ -162,6 +173,12 @@ def _world_size() -> int:
     import os
 
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
 
 
 def _run_score(args: argparse.Namespace) -> int:

@@ -158,12 +158,27 @@ class RewardTrainer(Trainer):
             return loss, {"rewards_chosen": chosen, "rewards_rejected": rejected}
         return loss
 
+    def token_counts(self) -> tuple[int, int, int]:
+        """Real tokens, shared-prefix tokens and computed positions seen in training so far,
+        summed over all processes (a collective: every process must call it)."""
+        counts = [self.real_tokens_seen, self.shared_tokens_seen, self.positions_seen]
+        if self.accelerator.num_processes == 1:
+            return counts[0], counts[1], counts[2]
+        total = self.accelerator.reduce(
+            torch.tensor(counts, dtype=torch.long, device=self.accelerator.device), "sum"
+        )
+        real, shared, positions = (int(value) for value in total.tolist())
+        return real, shared, positions
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # every process logs each training step after the same micro-steps (the Trainer
+        # gathers the loss there too), so the collective in token_counts is safe; the
+        # window means (padding, accuracy, ...) stay this process's
         if "loss" in logs and self._window:
             for key, values in self._window.items():
                 if key != "loss_unscaled":
                     logs[key] = sum(values) / len(values)
-            logs["tokens_seen"] = float(self.real_tokens_seen)
+            logs["tokens_seen"] = float(self.token_counts()[0])
             self._window.clear()
         super().log(logs, start_time)
 

@@ -105,8 +105,19 @@ def training_arguments(config: RewardTrainingConfig, has_eval: bool) -> Any:
         remove_unused_columns=False,
         dataloader_num_workers=config.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # without an accelerator, say so: only then does accelerate join the processes of
+        # a launcher (torchrun) into one gloo group instead of training a copy in each
+        use_cpu=not _has_accelerator(torch),
         include_num_input_tokens_seen="no",
     )
+
+
+def _has_accelerator(torch: Any) -> bool:
+    """Whether torch sees a GPU or another accelerator (CUDA, ROCm, XPU, MPS, ...)."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
 
 
 def train_reward_model(
@@ -191,13 +202,11 @@ def train_reward_model(
     elapsed = time.perf_counter() - started
     metrics: dict[str, Any] = dict(output.metrics)
     metrics["attn_implementation"] = attn
-    metrics["train_real_tokens"] = trainer.real_tokens_seen
-    metrics["train_real_tokens_per_second"] = trainer.real_tokens_seen / max(elapsed, 1e-9)
-    computed = trainer.real_tokens_seen - trainer.shared_tokens_seen
-    metrics["train_padding_fraction"] = 1.0 - computed / max(trainer.positions_seen, 1)
-    metrics["train_shared_prefix_fraction"] = trainer.shared_tokens_seen / max(
-        trainer.real_tokens_seen, 1
-    )
+    real, shared, positions = trainer.token_counts()  # all processes together
+    metrics["train_real_tokens"] = real
+    metrics["train_real_tokens_per_second"] = real / max(elapsed, 1e-9)
+    metrics["train_padding_fraction"] = 1.0 - (real - shared) / max(positions, 1)
+    metrics["train_shared_prefix_fraction"] = shared / max(real, 1)
     if trainer.frozen_update_fraction is not None:  # half-precision weights stepped in place
         metrics["train_frozen_update_fraction"] = trainer.frozen_update_fraction
     if eval_features is not None:
