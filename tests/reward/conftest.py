@@ -96,6 +96,13 @@ def tiny_model(kind: str, tokenizer: Any, *, seed: int = 0) -> Any:
     return Gemma2ForSequenceClassification(config).eval()
 
 
+def saved_tiny_model(tokenizer: Any, directory: Path, kind: str = "llama") -> Path:
+    """``tiny_model`` and its tokenizer saved where ``from_pretrained`` (the CLI) loads them."""
+    tiny_model(kind, tokenizer).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def hh_pairs(hh_records: list[dict[str, Any]]) -> list[PreferencePair]:
     """16 real HH-RLHF pairs, multi-turn ones first."""

@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 from music_aug.cli import main
 from music_aug.conversation import PreferencePair
 
-from .conftest import tiny_model
+from .conftest import saved_tiny_model
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -24,9 +24,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 def test_train_then_score(
     tokenizer: Any, hh_pairs: list[PreferencePair], tmp_path: Path, capsys: Any
 ) -> None:
-    base = tmp_path / "base"
-    tiny_model("llama", tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    base = saved_tiny_model(tokenizer, tmp_path / "base")
     pairs = _write_jsonl(tmp_path / "pairs.jsonl", [p.to_trl() for p in hh_pairs[:8]])
     status = main(
         [
@@ -86,9 +84,7 @@ def test_train_without_model_or_preset_is_a_clean_error(tmp_path: Path, capsys: 
 def test_no_share_prefix_computes_both_sides_in_full(
     tokenizer: Any, hh_pairs: list[PreferencePair], tmp_path: Path
 ) -> None:
-    base = tmp_path / "base"
-    tiny_model("llama", tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    base = saved_tiny_model(tokenizer, tmp_path / "base")
     pairs = _write_jsonl(tmp_path / "pairs.jsonl", [p.to_trl() for p in hh_pairs[:4]])
     argv = ["train", "--model", str(base), "--data", str(pairs), "--max-steps", "1"]
     argv += ["--batch-size", "4", "--max-length", "256", "--no-progress"]
@@ -114,9 +110,7 @@ def test_a_gpu_preset_on_cpu_stops_with_the_fix_and_the_fix_trains(
 
     if is_torch_bf16_gpu_available():
         pytest.skip("this machine trains the gemma2-9b preset in bf16")
-    base = tmp_path / "base"
-    tiny_model("llama", tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    base = saved_tiny_model(tokenizer, tmp_path / "base")
     pairs = _write_jsonl(tmp_path / "pairs.jsonl", [p.to_trl() for p in hh_pairs[:2]])
     argv = ["train", "--preset", "gemma2-9b", "--model", str(base), "--data", str(pairs)]
     argv += ["--max-steps", "1", "--batch-size", "2", "--grad-accum", "1"]

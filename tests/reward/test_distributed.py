@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 from music_aug.conversation import PreferencePair
 from music_aug.reward.data import tokenize_pairs
 
-from .conftest import tiny_model
+from .conftest import saved_tiny_model
 
 
 def _train(argv: list[str], processes: int, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -32,31 +32,33 @@ def _train(argv: list[str], processes: int, cwd: Path) -> subprocess.CompletedPr
     )
 
 
+def _two_and_one(
+    tokenizer: Any, pairs: list[PreferencePair], tmp_path: Path, *options: str
+) -> dict[str, Any]:
+    """One epoch over ``pairs`` (16) with the same total batch: 2 processes x 2 pairs
+    ("two") and 1 process x 4 pairs ("one"); their ``metrics.json`` plus ``stdout``."""
+    base = saved_tiny_model(tokenizer, tmp_path / "base")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p.to_trl()) + "\n" for p in pairs), encoding="utf-8")
+    common = ["--model", str(base), "--data", str(data), "--eval-data", str(data)]
+    common += ["--max-length", "256", "--epochs", "1", "--learning-rate", "1e-3", "--seed", "3"]
+    common += ["--logging-steps", "1", "--no-progress", *options]
+    runs = {}
+    for name, processes, batch in (("two", 2, "2"), ("one", 1, "4")):
+        done = _train([*common, "--batch-size", batch, "--output", name], processes, tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+        runs[name]["stdout"] = done.stdout
+    return runs
+
+
 @pytest.mark.slow
 def test_two_processes_split_the_data_and_report_the_tokens_of_both(
     tokenizer: Any, hh_pairs: list[PreferencePair], tmp_path: Path
 ) -> None:
-    base = tmp_path / "base"
-    tiny_model("llama", tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    rows = [pair.to_trl() for pair in hh_pairs]  # 16 pairs
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    features, _ = tokenize_pairs(rows, tokenizer, max_length=256)
+    features, _ = tokenize_pairs(hh_pairs, tokenizer, max_length=256)
     every_token = sum(len(f.chosen_ids) + len(f.rejected_ids) for f in features)
-
-    common = ["--model", str(base), "--data", str(data), "--max-length", "256"]
-    common += ["--epochs", "1", "--learning-rate", "1e-3", "--no-progress", "--seed", "3"]
-    common += ["--logging-steps", "1", "--eval-data", str(data)]
-    # one epoch: 2 processes x 2 pairs x 4 steps, or 1 process x 4 pairs x 4 steps
-    two = _train([*common, "--batch-size", "2", "--output", "two"], 2, tmp_path)
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = _train([*common, "--batch-size", "4", "--output", "one"], 1, tmp_path)
-    assert one.returncode == 0, one.stderr[-3000:]
-
-    runs = {
-        name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("two", "one")
-    }
+    runs = _two_and_one(tokenizer, hh_pairs, tmp_path)
     for run in runs.values():
         metrics = run["metrics"]
         # every pair once, both sides in full, counted over all processes
@@ -64,7 +66,7 @@ def test_two_processes_split_the_data_and_report_the_tokens_of_both(
         assert metrics["epoch"] == pytest.approx(1.0)
         steps = [entry for entry in run["log_history"] if "loss" in entry]
         assert len(steps) == 4 and steps[-1]["tokens_seen"] == every_token
-    assert two.stdout.count("saved to") == 1  # the main process writes and reports
+    assert runs["two"]["stdout"].count("saved to") == 1  # the main process reports
     assert runs["two"]["metrics"]["eval_loss"] > 0
 
 
@@ -74,21 +76,7 @@ def test_random_batches_train_the_same_on_one_and_two_processes(
 ) -> None:
     """Without length grouping, each of 2 processes takes half of each 1-process batch and
     DDP averages the two halves' gradients: the same steps, losses and eval metrics."""
-    base = tmp_path / "base"
-    tiny_model("llama", tokenizer).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(p.to_trl()) + "\n" for p in hh_pairs), encoding="utf-8")
-    common = ["--model", str(base), "--data", str(data), "--eval-data", str(data)]
-    common += ["--max-length", "256", "--epochs", "1", "--learning-rate", "1e-3", "--seed", "3"]
-    common += ["--logging-steps", "1", "--no-progress", "--no-group-by-length"]
-    two = _train([*common, "--batch-size", "2", "--output", "two"], 2, tmp_path)
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = _train([*common, "--batch-size", "4", "--output", "one"], 1, tmp_path)
-    assert one.returncode == 0, one.stderr[-3000:]
-    runs = {
-        name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("two", "one")
-    }
+    runs = _two_and_one(tokenizer, hh_pairs, tmp_path, "--no-group-by-length")
     losses = {
         name: [entry["loss"] for entry in run["log_history"] if "loss" in entry]
         for name, run in runs.items()
