@@ -45,14 +45,16 @@ def frozen_update_fraction(parameters: Iterable[Any], step: float) -> tuple[floa
 
     Returns:
         ``(fraction, count)``: the fraction of the half-precision elements ``w`` with
-        ``|w| + step == |w|`` in their own dtype, and how many elements were checked.
+        ``|w| + step == |w|`` in their own dtype, and how many elements were checked
+        (of a sharded ``DTensor``, this process's shard).
     """
     import torch
 
     unchanged, total = 0, 0
     with torch.no_grad():
         for parameter in _half_precision(parameters):
-            flat = parameter.detach().reshape(-1)
+            local = parameter.to_local() if hasattr(parameter, "to_local") else parameter
+            flat = local.detach().reshape(-1)  # a DTensor (FSDP2): this process's shard
             for start in range(0, flat.numel(), _CHUNK):
                 part = flat[start : start + _CHUNK].abs()
                 unchanged += int(torch.eq(part + step, part).sum())

@@ -96,3 +96,22 @@ def test_bf16_without_a_bf16_device_is_a_config_error(
     with pytest.raises(ConfigError, match=r"bf16=True.*--no-bf16"):
         train_reward_model(_config(tmp_path / "rm", bf16=True), hh_pairs[:2],
                            model=tiny_model("llama", tokenizer), tokenizer=tokenizer)  # fmt: skip
+
+
+def test_a_sharded_dtensor_is_read_as_its_local_shard(tmp_path: Path) -> None:
+    """FSDP2 hands the optimizer DTensors; the check reads this process's shard."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already running")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        weights = _weights(torch.bfloat16)
+        sharded = torch.nn.Parameter(distribute_tensor(weights.detach(), mesh, [Shard(0)]))
+        assert frozen_update_fraction([sharded], 2e-6) == frozen_update_fraction([weights], 2e-6)
+    finally:
+        dist.destroy_process_group()
