@@ -36,11 +36,13 @@ def _two_and_one(
     tokenizer: Any, pairs: list[PreferencePair], tmp_path: Path, *options: str
 ) -> dict[str, Any]:
     """One epoch over ``pairs`` (16) with the same total batch: 2 processes x 2 pairs
-    ("two") and 1 process x 4 pairs ("one"); their ``metrics.json`` plus ``stdout``."""
+    ("two") and 1 process x 4 pairs ("one"); their ``metrics.json`` plus ``stdout``. The
+    eval set is 15 of the pairs, which 2 processes cannot split evenly."""
     base = saved_tiny_model(tokenizer, tmp_path / "base")
-    data = tmp_path / "pairs.jsonl"
+    data, heldout = tmp_path / "pairs.jsonl", tmp_path / "heldout.jsonl"
     data.write_text("".join(json.dumps(p.to_trl()) + "\n" for p in pairs), encoding="utf-8")
-    common = ["--model", str(base), "--data", str(data), "--eval-data", str(data)]
+    heldout.write_text("".join(json.dumps(p.to_trl()) + "\n" for p in pairs[1:]), "utf-8")
+    common = ["--model", str(base), "--data", str(data), "--eval-data", str(heldout)]
     common += ["--max-length", "256", "--epochs", "1", "--learning-rate", "1e-3", "--seed", "3"]
     common += ["--logging-steps", "1", "--no-progress", *options]
     runs = {}
@@ -82,5 +84,9 @@ def test_random_batches_train_the_same_on_one_and_two_processes(
         for name, run in runs.items()
     }
     assert len(losses["one"]) == 4 and losses["two"] == pytest.approx(losses["one"], abs=1e-5)
-    for key in ("eval_loss", "eval_accuracy", "eval_margin", "train_real_tokens"):
+    # the eval set gathered from both processes holds each of the 15 pairs once
+    for key in ("eval_loss", "eval_accuracy", "eval_margin", "eval_reward_std"):
         assert runs["two"]["metrics"][key] == pytest.approx(runs["one"]["metrics"][key], abs=1e-5)
+    assert (
+        runs["two"]["metrics"]["train_real_tokens"] == runs["one"]["metrics"]["train_real_tokens"]
+    )
