@@ -186,10 +186,9 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
-    if hasattr(trainer, "shared_tokens_seen"):  # ours: prefix tokens held once per pair
-        result["shared_prefix_fraction"] = round(
-            trainer.shared_tokens_seen / max(trainer.real_tokens_seen, 1), 4
-        )
+    if hasattr(trainer, "token_counts"):  # ours: prefix tokens held once per pair
+        real, shared, _ = trainer.token_counts()
+        result["shared_prefix_fraction"] = round(shared / max(real, 1), 4)
     if profiler is not None:
         table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
         print(table, file=sys.stderr)

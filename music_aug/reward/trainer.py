@@ -161,13 +161,14 @@ class RewardTrainer(Trainer):
     def token_counts(self) -> tuple[int, int, int]:
         """Real tokens, shared-prefix tokens and computed positions seen in training so far,
         summed over all processes (a collective: every process must call it)."""
-        counts = [self.real_tokens_seen, self.shared_tokens_seen, self.positions_seen]
-        if self.accelerator.num_processes == 1:
-            return counts[0], counts[1], counts[2]
-        total = self.accelerator.reduce(
-            torch.tensor(counts, dtype=torch.long, device=self.accelerator.device), "sum"
+        real, shared, positions = (
+            self.real_tokens_seen,
+            self.shared_tokens_seen,
+            self.positions_seen,
         )
-        real, shared, positions = (int(value) for value in total.tolist())
+        if self.accelerator.num_processes > 1:
+            local = torch.tensor([real, shared, positions], device=self.accelerator.device)
+            real, shared, positions = self.accelerator.reduce(local, "sum").tolist()
         return real, shared, positions
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -107,13 +107,15 @@ def training_arguments(config: RewardTrainingConfig, has_eval: bool) -> Any:
         dataloader_pin_memory=torch.cuda.is_available(),
         # without an accelerator, say so: only then does accelerate join the processes of
         # a launcher (torchrun) into one gloo group instead of training a copy in each
-        use_cpu=not _has_accelerator(torch),
+        use_cpu=not _has_accelerator(),
         include_num_input_tokens_seen="no",
     )
 
 
-def _has_accelerator(torch: Any) -> bool:
+def _has_accelerator() -> bool:
     """Whether torch sees a GPU or another accelerator (CUDA, ROCm, XPU, MPS, ...)."""
+    import torch
+
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
     if accelerator is not None:
         return bool(accelerator.is_available())

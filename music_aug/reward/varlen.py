@@ -62,9 +62,7 @@ def _segment_attention(
         return F.scaled_dot_product_attention(
             query, key, value, attn_mask=allowed, scale=scaling, dropout_p=dropout
         )
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    weights = torch.matmul(query, key.transpose(2, 3)) * scale
-    weights = torch.tanh(weights / softcap) * softcap
+    weights = _softcapped_scores(query, key, scaling, softcap)
     weights = weights.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=dropout > 0)
@@ -179,6 +177,14 @@ def _runs(positions: Any) -> list[tuple[int, int]]:
     return [(end - begin, first) for begin, end, first in zip(begins, ends, firsts, strict=True)]
 
 
+def _softcapped_scores(query: Any, key: Any, scaling: float | None, softcap: float) -> Any:
+    """Gemma-2's attention logits: ``softcap * tanh(q k^T * scale / softcap)``."""
+    import torch
+
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return torch.tanh(torch.matmul(query, key.transpose(2, 3)) * scale / softcap) * softcap
+
+
 def _eager_fallback(
     module: Any, query: Any, key: Any, value: Any, mask: Any, scaling: Any, softcap: float
 ) -> tuple[Any, None]:
@@ -187,8 +193,7 @@ def _eager_fallback(
 
     groups = query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    weights = torch.tanh(torch.matmul(query, key.transpose(2, 3)) * scale / softcap) * softcap
+    weights = _softcapped_scores(query, key, scaling, softcap)
     lowest = torch.finfo(weights.dtype).min  # not -inf: fully masked pad rows stay finite
     if mask is None:
         length = query.shape[2]
